@@ -1,0 +1,119 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// Config is the service's configuration, read from the environment. The
+// OpenTelemetry SDK is configured separately by the standard OTEL_* variables.
+type Config struct {
+	HTTPAddr        string        // HTTP_ADDR
+	MetricsAddr     string        // METRICS_ADDR: serve /metrics on its own listener when set
+	DatabaseURL     string        // DATABASE_URL
+	RedisURL        string        // REDIS_URL
+	RedisKeyPrefix  string        // REDIS_KEY_PREFIX
+	SaleItems       int           // SALE_ITEMS
+	SaleDuration    time.Duration // SALE_DURATION
+	UserItemLimit   int           // USER_ITEM_LIMIT
+	AdminToken      string        // ADMIN_TOKEN: "" disables the admin API
+	DBMaxOpenConns  int           // DB_MAX_OPEN_CONNS
+	DBMaxIdleConns  int           // DB_MAX_IDLE_CONNS
+	RedisPoolSize   int           // REDIS_POOL_SIZE
+	AttemptBatch    int           // ATTEMPT_BATCH_MAX
+	AttemptWriters  int           // ATTEMPT_WRITERS
+	RequestTimeout  time.Duration // REQUEST_TIMEOUT
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT
+	LogLevel        slog.Level    // LOG_LEVEL
+}
+
+// loadConfig reads and validates the configuration.
+func loadConfig(getenv func(string) string) (Config, error) {
+	env := func(key, def string) string {
+		if v := getenv(key); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	intVar := func(key string, def, lo, hi int) int {
+		v, err := strconv.Atoi(env(key, strconv.Itoa(def)))
+		if err != nil || v < lo || v > hi {
+			errs = append(errs, fmt.Errorf("%s must be an integer between %d and %d", key, lo, hi))
+		}
+		return v
+	}
+	durVar := func(key string, def, lo time.Duration) time.Duration {
+		v, err := time.ParseDuration(env(key, def.String()))
+		if err != nil || v < lo {
+			errs = append(errs, fmt.Errorf("%s must be a duration of at least %s", key, lo))
+		}
+		return v
+	}
+	c := Config{
+		HTTPAddr:        env("HTTP_ADDR", ":8080"),
+		MetricsAddr:     getenv("METRICS_ADDR"),
+		DatabaseURL:     env("DATABASE_URL", "postgres://flashsale@127.0.0.1:55432/flashsale?sslmode=disable"),
+		RedisURL:        env("REDIS_URL", "redis://127.0.0.1:56379/0"),
+		RedisKeyPrefix:  env("REDIS_KEY_PREFIX", "flashsale"),
+		SaleItems:       intVar("SALE_ITEMS", 10000, 1, 999_999),
+		SaleDuration:    durVar("SALE_DURATION", time.Hour, time.Second),
+		UserItemLimit:   intVar("USER_ITEM_LIMIT", 10, 1, 1000),
+		AdminToken:      getenv("ADMIN_TOKEN"),
+		DBMaxOpenConns:  intVar("DB_MAX_OPEN_CONNS", 32, 2, 1000),
+		DBMaxIdleConns:  intVar("DB_MAX_IDLE_CONNS", 32, 0, 1000),
+		RedisPoolSize:   intVar("REDIS_POOL_SIZE", 64, 1, 10000),
+		AttemptBatch:    intVar("ATTEMPT_BATCH_MAX", 500, 1, 10000),
+		AttemptWriters:  intVar("ATTEMPT_WRITERS", 4, 1, 64),
+		RequestTimeout:  durVar("REQUEST_TIMEOUT", 10*time.Second, 100*time.Millisecond),
+		ShutdownTimeout: durVar("SHUTDOWN_TIMEOUT", 20*time.Second, time.Second),
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL", "info"))); err != nil {
+		errs = append(errs, errors.New("LOG_LEVEL must be debug, info, warn or error"))
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 8 {
+		errs = append(errs, errors.New("ADMIN_TOKEN must be at least 8 characters"))
+	}
+	for _, u := range []struct{ key, val string }{{"DATABASE_URL", c.DatabaseURL}, {"REDIS_URL", c.RedisURL}} {
+		if _, err := url.Parse(u.val); err != nil {
+			errs = append(errs, fmt.Errorf("%s is not a valid URL", u.key))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// LogValue prints the configuration with its secrets masked.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("http_addr", c.HTTPAddr),
+		slog.String("metrics_addr", c.MetricsAddr),
+		slog.String("database_url", redactURL(c.DatabaseURL)),
+		slog.String("redis_url", redactURL(c.RedisURL)),
+		slog.String("redis_key_prefix", c.RedisKeyPrefix),
+		slog.Int("sale_items", c.SaleItems),
+		slog.Duration("sale_duration", c.SaleDuration),
+		slog.Int("user_item_limit", c.UserItemLimit),
+		slog.Bool("admin_enabled", c.AdminToken != ""),
+		slog.Int("db_max_open_conns", c.DBMaxOpenConns),
+		slog.Int("db_max_idle_conns", c.DBMaxIdleConns),
+		slog.Int("redis_pool_size", c.RedisPoolSize),
+		slog.Int("attempt_batch_max", c.AttemptBatch),
+		slog.Int("attempt_writers", c.AttemptWriters),
+		slog.Duration("request_timeout", c.RequestTimeout),
+		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.String("log_level", c.LogLevel.String()),
+	)
+}
+
+// redactURL masks the password of a URL, and anything that does not parse.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
+)
+
+// syncBuffer collects an instance's log output.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// instance is one running service started through run.
+type instance struct {
+	URL    string
+	cancel context.CancelFunc
+	done   chan error
+	log    *syncBuffer
+}
+
+// env is the environment of a test deployment: one database, one Redis prefix.
+type env map[string]string
+
+// MustEnv returns the environment of a fresh deployment on real servers.
+func MustEnv(t *testing.T, extra env) env {
+	t.Helper()
+	redisURL, prefix := testenv.MustRedis(t)
+	e := env{
+		"HTTP_ADDR":         "127.0.0.1:0",
+		"DATABASE_URL":      testenv.MustDatabase(t),
+		"REDIS_URL":         redisURL,
+		"REDIS_KEY_PREFIX":  prefix,
+		"SALE_ITEMS":        "20",
+		"ADMIN_TOKEN":       "test-admin-token",
+		"LOG_LEVEL":         "warn",
+		"DB_MAX_OPEN_CONNS": "24",
+	}
+	for k, v := range extra {
+		e[k] = v
+	}
+	return e
+}
+
+// MustStart runs an instance of the service and waits until it is ready. It
+// is stopped when the test ends.
+func MustStart(t *testing.T, e env) *instance {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	inst := &instance{cancel: cancel, done: make(chan error, 1), log: &syncBuffer{}}
+	addr := make(chan string, 1)
+	go func() {
+		inst.done <- run(ctx, func(k string) string { return e[k] }, inst.log, func(a string) { addr <- a })
+	}()
+	select {
+	case a := <-addr:
+		inst.URL = "http://" + a
+	case err := <-inst.done:
+		t.Fatalf("run: %v\n%s", err, inst.log)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("instance did not listen\n%s", inst.log)
+	}
+	t.Cleanup(func() {
+		inst.Stop(t)
+		if t.Failed() {
+			out := inst.log.String()
+			t.Logf("instance log (tail):\n%s", out[max(0, len(out)-4000):])
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(inst.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return inst
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance not ready\n%s", inst.log)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop shuts the instance down and checks that it exited cleanly.
+func (inst *instance) Stop(t *testing.T) {
+	t.Helper()
+	if inst.cancel == nil {
+		return
+	}
+	inst.cancel()
+	inst.cancel = nil
+	select {
+	case err := <-inst.done:
+		if err != nil {
+			t.Errorf("run returned %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Errorf("instance did not stop")
+	}
+}
+
+var client = &http.Client{
+	Timeout:   30 * time.Second,
+	Transport: &http.Transport{MaxIdleConnsPerHost: 512, MaxConnsPerHost: 0},
+}
+
+// call sends a request and decodes the JSON answer into out (when 2xx) or
+// returns the error code of a JSON error.
+func call(t testing.TB, method, url string, body io.Reader, out any) (status int, errCode string) {
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Authorization", "Bearer test-admin-token")
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Errorf("%s %s: %v", method, url, err)
+		return 0, "transport"
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("%s %s: Content-Type %q, body %q", method, url, ct, raw)
+	}
+	if resp.StatusCode >= 300 {
+		var e struct {
+			Error, Message string
+		}
+		if err := json.Unmarshal(raw, &e); err != nil || e.Error == "" || e.Message == "" {
+			t.Errorf("%s %s: status %d with body %q: not a JSON error", method, url, resp.StatusCode, raw)
+		}
+		if resp.StatusCode >= 500 && resp.StatusCode != 503 {
+			t.Errorf("%s %s: status %d: %s", method, url, resp.StatusCode, raw)
+		}
+		if resp.StatusCode == 503 && resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s %s: 503 without Retry-After", method, url)
+		}
+		return resp.StatusCode, e.Error
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			t.Errorf("%s %s: decode %q: %v", method, url, raw, err)
+		}
+	}
+	return resp.StatusCode, ""
+}
+
+type checkoutResp struct {
+	Code       string    `json:"code"`
+	ItemsCount int       `json:"items_count"`
+	SaleEndsAt time.Time `json:"sale_ends_at"`
+}
+
+type purchaseResp struct {
+	Success bool `json:"success"`
+	Items   []struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+		Sold bool   `json:"sold"`
+	} `json:"items"`
+	TotalPurchased int `json:"total_purchased"`
+	FailedCount    int `json:"failed_count"`
+}
+
+type saleResp struct {
+	ID         int64     `json:"id"`
+	StartedAt  time.Time `json:"started_at"`
+	EndedAt    time.Time `json:"ended_at"`
+	TotalItems int       `json:"total_items"`
+	ItemsSold  int       `json:"items_sold"`
+}
+
+type itemResp struct {
+	ID       int64  `json:"id"`
+	Name     string `json:"name"`
+	ImageURL string `json:"image_url"`
+	Sold     bool   `json:"sold"`
+}
+
+func checkout(t testing.TB, base, user string, item int64) (checkoutResp, int, string) {
+	var r checkoutResp
+	st, code := call(t, http.MethodPost, fmt.Sprintf("%s/checkout?user_id=%s&id=%d", base, user, item), nil, &r)
+	return r, st, code
+}
+
+func purchase(t testing.TB, base, code string) (purchaseResp, int, string) {
+	var r purchaseResp
+	st, ec := call(t, http.MethodPost, base+"/purchase?code="+code, nil, &r)
+	return r, st, ec
+}
+
+// MustCreateSale starts a sale now through the admin API.
+func MustCreateSale(t testing.TB, base string, items int, d time.Duration) saleResp {
+	t.Helper()
+	var s saleResp
+	body := fmt.Sprintf(`{"total_items": %d, "duration": %q}`, items, d.String())
+	if st, code := call(t, http.MethodPost, base+"/admin/sales", strings.NewReader(body), &s); st != http.StatusCreated {
+		t.Fatalf("create sale: %d %s", st, code)
+	}
+	return s
+}
+
+// checkInvariants verifies the sale's guarantees in PostgreSQL itself.
+func checkInvariants(t *testing.T, db *sql.DB, saleID int64) (sold int) {
+	t.Helper()
+	ctx := context.Background()
+	var total, itemsSold, limit, soldItems, purchaseRows, distinctItems int
+	if err := db.QueryRowContext(ctx, `SELECT total_items, items_sold, user_item_limit FROM sales WHERE id = $1`, saleID).
+		Scan(&total, &itemsSold, &limit); err != nil {
+		t.Fatalf("sale %d: %v", saleID, err)
+	}
+	must := func(q string, dst ...any) {
+		t.Helper()
+		if err := db.QueryRowContext(ctx, q, saleID).Scan(dst...); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	must(`SELECT count(*) FROM items WHERE sale_id = $1 AND sold`, &soldItems)
+	must(`SELECT count(*), count(DISTINCT item_id) FROM purchases WHERE sale_id = $1`, &purchaseRows, &distinctItems)
+	if soldItems > total {
+		t.Errorf("oversold: %d sold of %d", soldItems, total)
+	}
+	if itemsSold != soldItems || purchaseRows != soldItems || distinctItems != purchaseRows {
+		t.Errorf("counts disagree: sales.items_sold=%d sold items=%d purchases=%d distinct purchased items=%d",
+			itemsSold, soldItems, purchaseRows, distinctItems)
+	}
+	var overLimit, mismatched, countDrift int
+	must(`SELECT count(*) FROM (SELECT user_id FROM purchases WHERE sale_id = $1 GROUP BY user_id
+		HAVING count(*) > (SELECT user_item_limit FROM sales WHERE id = $1)) o`, &overLimit)
+	must(`SELECT count(*) FROM purchases p JOIN items i ON i.id = p.item_id
+		WHERE p.sale_id = $1 AND (NOT i.sold OR i.sold_to_user_id <> p.user_id)`, &mismatched)
+	must(`SELECT count(*) FROM user_sale_counts u WHERE u.sale_id = $1 AND u.items_bought <>
+		(SELECT count(*) FROM purchases p WHERE p.sale_id = u.sale_id AND p.user_id = u.user_id)`, &countDrift)
+	if overLimit > 0 {
+		t.Errorf("%d users over the limit of %d", overLimit, limit)
+	}
+	if mismatched > 0 {
+		t.Errorf("%d purchases disagree with their item", mismatched)
+	}
+	if countDrift > 0 {
+		t.Errorf("%d user counts disagree with purchases", countDrift)
+	}
+	return soldItems
+}

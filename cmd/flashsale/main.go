@@ -1,0 +1,210 @@
+// Command flashsale runs the flash-sale service: hourly sales of generated
+// items, checkout and purchase over HTTP, on PostgreSQL and Redis, with
+// OpenTelemetry metrics and traces.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+	"github.com/flashsale/flashsale/internal/httpapi"
+	"github.com/flashsale/flashsale/internal/postgres"
+	"github.com/flashsale/flashsale/internal/redis"
+	"github.com/flashsale/flashsale/internal/telemetry"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Getenv, os.Stdout, nil); err != nil {
+		fmt.Fprintln(os.Stderr, "flashsale:", err)
+		os.Exit(1)
+	}
+}
+
+// run starts the service and blocks until ctx is done, then shuts down
+// gracefully: readiness fails first, the listeners stop accepting, in-flight
+// requests finish (their contexts are not tied to ctx), pending attempt
+// batches are written, the pools close, and telemetry is flushed last.
+// listening, when not nil, is told the API's address once it accepts.
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer, listening func(addr string)) (err error) {
+	cfg, err := loadConfig(getenv)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := telemetry.NewLogger(stdout, cfg.LogLevel)
+	log.Info("starting", "version", version, "config", cfg)
+
+	tel, err := telemetry.Setup(ctx, getenv, version, telemetry.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("telemetry: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		err = errors.Join(err, tel.Shutdown(sctx))
+	}()
+
+	db, err := postgres.Open(cfg.DatabaseURL, postgres.Options{
+		MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxIdleConns,
+		MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, db.Close()) }()
+	rc, err := redis.Open(cfg.RedisURL, redis.Options{
+		PoolSize: cfg.RedisPoolSize, MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, rc.Close()) }()
+	cache, err := redis.NewCache(rc, redis.CacheOptions{Prefix: cfg.RedisKeyPrefix, MeterProvider: tel.MeterProvider})
+	if err != nil {
+		return err
+	}
+	sales, err := postgres.NewSaleStore(db, tel.MeterProvider)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, sales.Close()) }()
+	attempts := postgres.NewAttemptLog(db, postgres.AttemptLogOptions{
+		MaxBatch: cfg.AttemptBatch, Writers: cfg.AttemptWriters, TracerProvider: tel.TracerProvider, Logger: log,
+	})
+	svc := flashsale.NewService(flashsale.Config{
+		SaleItems: cfg.SaleItems, SaleDuration: cfg.SaleDuration, UserItemLimit: cfg.UserItemLimit,
+	}, sales, postgres.NewPurchaseStore(db), attempts, cache, log)
+
+	ready := newReadiness()
+	metricsHandler := tel.MetricsHandler
+	if cfg.MetricsAddr != "" {
+		metricsHandler = nil // served on its own listener below
+	}
+	api, err := httpapi.NewServer(svc, httpapi.Options{
+		AdminToken: cfg.AdminToken, MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
+		Propagator: tel.Propagator, Logger: log, MetricsHandler: metricsHandler,
+		Checks: map[string]func(context.Context) error{
+			"database": db.Ping,
+			"redis":    rc.Ping,
+			"startup":  ready.check,
+		},
+	})
+	if err != nil {
+		return err
+	}
+
+	servers := []*http.Server{newServer(cfg, http.TimeoutHandler(api.Handler(), cfg.RequestTimeout, ""))}
+	if cfg.MetricsAddr != "" && tel.MetricsHandler != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", tel.MetricsHandler)
+		servers = append(servers, newServer(Config{HTTPAddr: cfg.MetricsAddr}, mux))
+	}
+	serveErr := make(chan error, len(servers))
+	for i, srv := range servers {
+		ln, err := net.Listen("tcp", srv.Addr)
+		if err != nil {
+			return fmt.Errorf("listen %s: %w", srv.Addr, err)
+		}
+		log.Info("listening", "addr", ln.Addr().String())
+		if i == 0 && listening != nil {
+			listening(ln.Addr().String())
+		}
+		go func() {
+			if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+				serveErr <- err
+			}
+		}()
+	}
+
+	// Migrations and the current sale come first; until then readiness is
+	// false and the API answers 503. A database that is down at start is
+	// waited for, not fatal.
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBG()
+	started := make(chan struct{})
+	go func() {
+		defer close(started)
+		if err := startup(ctx, db, svc, log); err != nil {
+			return
+		}
+		ready.set(nil)
+		svc.RunScheduler(bg)
+	}()
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveErr:
+		log.Error("server failed", "err", err)
+		ctx = context.WithoutCancel(ctx)
+		defer func() { err = errors.Join(err, fmt.Errorf("serve: %w", err)) }()
+	}
+	api.SetShuttingDown()
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	for _, srv := range servers {
+		if err := srv.Shutdown(sctx); err != nil {
+			log.Warn("http shutdown", "err", err)
+		}
+	}
+	stopBG()
+	<-started
+	// Requests have finished; their attempts are written before the pools close.
+	if err := attempts.Close(); err != nil {
+		log.Warn("attempt log close", "err", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// startup applies migrations and ensures the current and next sales exist,
+// retrying while the database is unreachable, until ctx is done.
+func startup(ctx context.Context, db *postgres.DB, svc *flashsale.Service, log *slog.Logger) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := db.Migrate(ctx)
+		if err == nil {
+			err = svc.EnsureSales(ctx)
+		}
+		if err == nil {
+			log.Info("ready")
+			return nil
+		}
+		log.Warn("startup: database not ready, retrying", "err", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func newServer(cfg Config, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              cfg.HTTPAddr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		// Requests keep running when the signal arrives: a purchase must not
+		// abort mid-transaction. Shutdown waits for them instead.
+		BaseContext: func(net.Listener) context.Context { return context.Background() },
+	}
+}

@@ -1,0 +1,109 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+)
+
+// checkoutQuery is the parsed query of POST /checkout.
+type checkoutQuery struct {
+	UserID string
+	ItemID int64
+}
+
+// parseCheckoutQuery parses "user_id=U&id=ITEM"; item_id is an alias of id.
+// It returns EInvalidUserID, EInvalidItemID or EInvalid.
+func parseCheckoutQuery(raw string) (checkoutQuery, error) {
+	var q checkoutQuery
+	v, err := parseQuery(raw)
+	if err != nil {
+		return q, err
+	}
+	userID, _, err := queryValue(v, "user_id", flashsale.EInvalidUserID)
+	if err != nil {
+		return q, err
+	}
+	if err := flashsale.ValidateUserID(userID); err != nil {
+		return q, err
+	}
+	var found bool
+	for _, key := range []string{"id", "item_id"} {
+		s, ok, err := queryValue(v, key, flashsale.EInvalidItemID)
+		if err != nil {
+			return q, err
+		}
+		if !ok {
+			continue
+		}
+		id, valid := parseID(s)
+		if !valid {
+			return q, flashsale.Errorf(flashsale.EInvalidItemID, "%s must be a positive integer of at most %d digits", key, flashsale.MaxIDLen)
+		}
+		if found && id != q.ItemID {
+			return q, flashsale.Errorf(flashsale.EInvalidItemID, "id and item_id differ")
+		}
+		q.ItemID, found = id, true
+	}
+	if !found {
+		return q, flashsale.Errorf(flashsale.EInvalidItemID, "id is required")
+	}
+	q.UserID = userID
+	return q, nil
+}
+
+// checkoutResponse is the body of a successful checkout.
+type checkoutResponse struct {
+	Code       string `json:"code"`
+	ItemsCount int    `json:"items_count"`
+	SaleEndsAt string `json:"sale_ends_at"`
+}
+
+// handleCheckout serves POST /checkout?user_id=U&id=ITEM. Every request that
+// reaches it counts as an attempt, and as exactly one success or failure.
+func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	s.metrics.checkoutAttempts.Add(ctx, 1)
+	res, err := s.checkout(ctx, w, r)
+	if err != nil {
+		s.metrics.checkoutFailure.Add(ctx, 1, s.metrics.reason(flashsale.ErrorCode(err)))
+		s.writeError(w, r, err)
+		return
+	}
+	s.metrics.checkoutSuccess.Add(ctx, 1)
+	s.writeJSON(w, r, http.StatusOK, checkoutResponse{
+		Code:       res.Code,
+		ItemsCount: res.ItemsCount,
+		SaleEndsAt: res.SaleEndsAt.UTC().Format(time.RFC3339),
+	})
+}
+
+// checkout validates the request and runs the checkout in a "sale.checkout"
+// span, whose attributes never hold the user id or the code.
+func (s *Server) checkout(ctx context.Context, w http.ResponseWriter, r *http.Request) (flashsale.CheckoutResult, error) {
+	if err := discardBody(w, r); err != nil {
+		return flashsale.CheckoutResult{}, err
+	}
+	q, err := parseCheckoutQuery(r.URL.RawQuery)
+	if err != nil {
+		return flashsale.CheckoutResult{}, err
+	}
+	ctx, span := s.tracer.Start(ctx, "sale.checkout")
+	defer span.End()
+	res, saleID, err := s.svc.Checkout(ctx, q.UserID, q.ItemID)
+	if saleID > 0 {
+		span.SetAttributes(attribute.Int64("sale.id", saleID))
+	}
+	if err != nil {
+		endWithError(span, err)
+		return res, err
+	}
+	span.SetAttributes(
+		attribute.String("sale.outcome", flashsale.OutcomeAccepted),
+		attribute.Int("cart.items_count", res.ItemsCount))
+	return res, nil
+}

@@ -1,0 +1,119 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+)
+
+// eTooLarge is the error code of a request body over maxBodyBytes. It is the
+// one code of the API that the domain does not define: only HTTP has bodies.
+const eTooLarge = "request_too_large"
+
+// errorStatus is the one table from error codes to HTTP statuses. Codes it
+// does not know, and EInternal, are 500.
+func errorStatus(code string) int {
+	switch code {
+	case flashsale.EInvalid, flashsale.EInvalidUserID, flashsale.EInvalidItemID, flashsale.EInvalidCode:
+		return http.StatusBadRequest
+	case flashsale.EUnauthorized:
+		return http.StatusUnauthorized
+	case flashsale.ENotFound, flashsale.EItemNotFound, flashsale.ECodeNotFound:
+		return http.StatusNotFound
+	case flashsale.EMethodNotAllowed:
+		return http.StatusMethodNotAllowed
+	case flashsale.EItemSold, flashsale.EAlreadyInCart, flashsale.EConflict, flashsale.EPurchaseBusy, flashsale.ESaleNotStarted:
+		return http.StatusConflict
+	case flashsale.ESaleEnded:
+		return http.StatusGone
+	case eTooLarge:
+		return http.StatusRequestEntityTooLarge
+	case flashsale.EUserLimit:
+		return http.StatusUnprocessableEntity
+	case flashsale.EUnavailable:
+		return http.StatusServiceUnavailable
+	}
+	if strings.HasPrefix(code, "invalid_") {
+		return http.StatusBadRequest
+	}
+	return http.StatusInternalServerError
+}
+
+// retryable reports whether the client should retry after a second.
+func retryable(code string) bool {
+	return code == flashsale.EUnavailable || code == flashsale.EPurchaseBusy
+}
+
+// errorResponse is the body of every error.
+type errorResponse struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+}
+
+// writeError answers err as JSON with the status of its code. The cause is
+// never shown to the client: it is kept on the response for the request log,
+// which logs it for 5xx answers only.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := flashsale.ErrorCode(err)
+	if rw, ok := w.(*responseWriter); ok {
+		rw.err = err
+	}
+	if retryable(code) {
+		w.Header().Set("Retry-After", "1")
+	}
+	s.writeJSON(w, r, errorStatus(code), errorResponse{Error: code, Message: flashsale.ErrorMessage(err)})
+}
+
+// writeJSON answers v as JSON with the given status.
+func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		if rw, ok := w.(*responseWriter); ok {
+			rw.err = fmt.Errorf("encode %s response: %w", r.Pattern, err)
+		}
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":"internal_error","message":"internal error"}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	// A write error means the client went away; there is no one to tell.
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// tooLarge is the error of a body over maxBodyBytes.
+func tooLarge() error {
+	return flashsale.Errorf(eTooLarge, "the request body must be at most %d bytes", maxBodyBytes)
+}
+
+// discardBody reads and drops the body of an endpoint that takes none, so
+// that an empty or small body is ignored and one over maxBodyBytes is 413.
+func discardBody(w http.ResponseWriter, r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	if r.ContentLength > maxBodyBytes {
+		return tooLarge()
+	}
+	_, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	return bodyError(err)
+}
+
+// bodyError turns an error reading the body into an *flashsale.Error.
+func bodyError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return tooLarge()
+	}
+	return &flashsale.Error{Code: flashsale.EInvalid, Message: "could not read the request body", Err: err}
+}

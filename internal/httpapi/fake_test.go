@@ -1,0 +1,170 @@
+package httpapi
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+)
+
+// fakeStore is an in-memory stand-in for every adapter of flashsale.Service
+// (SaleStore, PurchaseStore, AttemptLog and Cache), so that handlers can be
+// tested past validation without PostgreSQL or Redis. Its answers are set by
+// the test; it checks no invariant itself.
+type fakeStore struct {
+	mu sync.Mutex
+
+	sales map[int64]*flashsale.Sale
+	items []flashsale.Item
+
+	// Errors returned by the corresponding calls when non-nil.
+	saleErr, addErr, lockErr, purchaseErr error
+	// purchase is what Purchase returns.
+	purchase *flashsale.Purchase
+
+	// Calls seen, for assertions.
+	calls       int // every call of any method
+	itemsOffset int
+	itemsLimit  int
+	attempts    []flashsale.Attempt
+}
+
+// The fake must keep implementing every adapter interface of the domain.
+var (
+	_ flashsale.SaleStore     = (*fakeStore)(nil)
+	_ flashsale.PurchaseStore = (*fakeStore)(nil)
+	_ flashsale.AttemptLog    = (*fakeStore)(nil)
+	_ flashsale.Cache         = (*fakeStore)(nil)
+)
+
+// newFakeStore returns a store holding one running sale of 10 items.
+func newFakeStore() (*fakeStore, *flashsale.Sale) {
+	start := time.Now().Add(-time.Minute).Truncate(time.Second).UTC()
+	sale := &flashsale.Sale{ID: start.Unix(), StartedAt: start, EndedAt: start.Add(time.Hour), TotalItems: 10, ItemsSold: 2}
+	return &fakeStore{sales: map[int64]*flashsale.Sale{sale.ID: sale}}, sale
+}
+
+func (f *fakeStore) called() {
+	f.mu.Lock()
+	f.calls++
+	f.mu.Unlock()
+}
+
+func (f *fakeStore) callCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.calls
+}
+
+func (f *fakeStore) CreateSale(_ context.Context, n flashsale.NewSale) (*flashsale.Sale, bool, error) {
+	f.called()
+	s := &flashsale.Sale{ID: n.Start.Unix(), StartedAt: n.Start, EndedAt: n.Start.Add(n.Duration), TotalItems: n.TotalItems}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.sales[s.ID]; ok {
+		return f.sales[s.ID], false, nil
+	}
+	f.sales[s.ID] = s
+	return s, true, nil
+}
+
+func (f *fakeStore) Sale(_ context.Context, id int64) (*flashsale.Sale, error) {
+	f.called()
+	if f.saleErr != nil {
+		return nil, f.saleErr
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if s, ok := f.sales[id]; ok {
+		cp := *s
+		return &cp, nil
+	}
+	return nil, flashsale.Errorf(flashsale.ENotFound, "no sale %d", id)
+}
+
+func (f *fakeStore) ActiveSale(_ context.Context) (*flashsale.Sale, error) {
+	f.called()
+	if f.saleErr != nil {
+		return nil, f.saleErr
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, s := range f.sales {
+		if s.Running(time.Now()) {
+			cp := *s
+			return &cp, nil
+		}
+	}
+	return nil, flashsale.Errorf(flashsale.ENotFound, "no active sale")
+}
+
+func (f *fakeStore) Items(_ context.Context, _ int64, offset, limit int) ([]flashsale.Item, error) {
+	f.called()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.itemsOffset, f.itemsLimit = offset, limit
+	return f.items, nil
+}
+
+func (f *fakeStore) Now(context.Context) (time.Time, error) {
+	f.called()
+	return time.Now(), nil
+}
+
+func (f *fakeStore) Purchase(context.Context, int64, string) (*flashsale.Purchase, error) {
+	f.called()
+	if f.purchaseErr != nil {
+		return nil, f.purchaseErr
+	}
+	return f.purchase, nil
+}
+
+func (f *fakeStore) SaleState(context.Context, int64) (*flashsale.SaleState, error) {
+	f.called()
+	return &flashsale.SaleState{}, nil
+}
+
+func (f *fakeStore) Record(_ context.Context, a flashsale.Attempt) error {
+	f.called()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.attempts = append(f.attempts, a)
+	return nil
+}
+
+func (f *fakeStore) AddToCart(_ context.Context, _ *flashsale.Sale, _ string, _ int, newCode string) (flashsale.CartAdd, error) {
+	f.called()
+	if f.addErr != nil {
+		return flashsale.CartAdd{}, f.addErr
+	}
+	return flashsale.CartAdd{Code: newCode, ItemsCount: 1}, nil
+}
+
+func (f *fakeStore) RemoveFromCart(context.Context, *flashsale.Sale, string, int) error {
+	f.called()
+	return nil
+}
+
+func (f *fakeStore) Load(context.Context, *flashsale.Sale, *flashsale.SaleState) error {
+	f.called()
+	return nil
+}
+
+func (f *fakeStore) LockPurchase(context.Context, *flashsale.Sale, string) (string, error) {
+	f.called()
+	if f.lockErr != nil {
+		return "", f.lockErr
+	}
+	return "token", nil
+}
+
+func (f *fakeStore) UnlockPurchase(context.Context, *flashsale.Sale, string, string) error {
+	f.called()
+	return nil
+}
+
+func (f *fakeStore) CompletePurchase(context.Context, *flashsale.Sale, string, string, *flashsale.Purchase) error {
+	f.called()
+	return nil
+}

@@ -1,0 +1,347 @@
+// Package httpapi is the HTTP adapter of the flash-sale service. It decodes
+// requests, calls *flashsale.Service and encodes its answers and errors as
+// JSON, with OpenTelemetry traces and metrics and a log line per request.
+package httpapi
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"runtime/debug"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+)
+
+// instrumentationName names the tracer and the meter of this package.
+const instrumentationName = "github.com/flashsale/flashsale/internal/httpapi"
+
+// maxBodyBytes bounds every request body.
+const maxBodyBytes = 4 << 10
+
+// unmatchedLabel is the handler label of requests that matched no route.
+const unmatchedLabel = "unmatched"
+
+// Options configures a Server. Every field is optional.
+type Options struct {
+	// AdminToken is the bearer token of POST /admin/sales. An empty token
+	// disables the route: it answers 404 like any unknown route.
+	AdminToken string
+	// MeterProvider, TracerProvider and Propagator default to no-ops and to
+	// W3C trace context and baggage; the package never reads OTel globals.
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
+	Propagator     propagation.TextMapPropagator
+	// Logger defaults to a logger that discards everything.
+	Logger *slog.Logger
+	// Checks are the dependency checks of /health and /readyz by name, for
+	// example "database" and "redis".
+	Checks map[string]func(context.Context) error
+	// MetricsHandler is mounted at GET /metrics when non-nil.
+	MetricsHandler http.Handler
+}
+
+// Server serves the HTTP API of a flashsale.Service.
+type Server struct {
+	svc     *flashsale.Service
+	log     *slog.Logger
+	tracer  trace.Tracer
+	metrics *metrics
+
+	adminEnabled bool
+	adminHash    [sha256.Size]byte // SHA-256 of the admin token
+
+	checks       []check // sorted by name
+	started      time.Time
+	shuttingDown atomic.Bool
+
+	mux      *http.ServeMux
+	routes   map[string]route // by ServeMux pattern; read-only once built
+	untraced map[string]bool  // paths of probes, neither traced nor counted
+	handler  http.Handler
+}
+
+// route is what the server knows of a registered pattern.
+type route struct {
+	label string             // handler label of metrics: the pattern's path
+	api   bool               // counted in the http_request* metrics
+	attr  attribute.KeyValue // http.route of the server span
+}
+
+// NewServer returns a Server for svc. It creates the telemetry instruments
+// once, so a Server should be created once per process.
+func NewServer(svc *flashsale.Service, opts Options) (*Server, error) {
+	if svc == nil {
+		return nil, errors.New("httpapi: nil service")
+	}
+	mp := opts.MeterProvider
+	if mp == nil {
+		mp = metricnoop.NewMeterProvider()
+	}
+	tp := opts.TracerProvider
+	if tp == nil {
+		tp = tracenoop.NewTracerProvider()
+	}
+	prop := opts.Propagator
+	if prop == nil {
+		prop = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m, err := newMetrics(mp.Meter(instrumentationName))
+	if err != nil {
+		return nil, fmt.Errorf("httpapi: create instruments: %w", err)
+	}
+	s := &Server{
+		svc:          svc,
+		log:          log,
+		tracer:       tp.Tracer(instrumentationName),
+		metrics:      m,
+		adminEnabled: opts.AdminToken != "",
+		adminHash:    sha256.Sum256([]byte(opts.AdminToken)),
+		started:      time.Now(),
+		mux:          http.NewServeMux(),
+		routes:       make(map[string]route),
+		untraced:     make(map[string]bool),
+	}
+	for _, name := range slices.Sorted(maps.Keys(opts.Checks)) {
+		fn := opts.Checks[name]
+		if fn == nil {
+			return nil, fmt.Errorf("httpapi: check %q is nil", name)
+		}
+		s.checks = append(s.checks, check{name: name, fn: fn})
+	}
+	s.registerRoutes(opts.MetricsHandler)
+	s.handler = otelhttp.NewHandler(http.HandlerFunc(s.serve), "flashsale",
+		otelhttp.WithTracerProvider(tp),
+		otelhttp.WithMeterProvider(mp),
+		otelhttp.WithPropagators(prop),
+		otelhttp.WithSpanNameFormatter(spanName),
+		otelhttp.WithFilter(func(r *http.Request) bool { return !s.untraced[r.URL.Path] }),
+	)
+	return s, nil
+}
+
+// Handler returns the root handler of the API, instrumented with otelhttp.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// SetShuttingDown makes /readyz answer 503 from now on, so that load
+// balancers stop sending traffic before the server stops.
+func (s *Server) SetShuttingDown() { s.shuttingDown.Store(true) }
+
+// registerRoutes mounts every route of the API on the mux.
+func (s *Server) registerRoutes(metricsHandler http.Handler) {
+	s.handle("POST /checkout", true, s.handleCheckout)
+	s.handle("POST /purchase", true, s.handlePurchase)
+	s.handle("GET /sales/active", true, s.handleActiveSale)
+	s.handle("GET /sales/{id}", true, s.handleSale)
+	s.handle("GET /sales/{id}/items", true, s.handleSaleItems)
+	if s.adminEnabled {
+		s.handle("POST /admin/sales", true, s.handleCreateSale)
+	}
+	s.handle("GET /health", false, s.handleHealth)
+	s.handle("GET /livez", false, s.handleLivez)
+	s.handle("GET /readyz", false, s.handleReadyz)
+	if metricsHandler != nil {
+		s.handle("GET /metrics", false, metricsHandler.ServeHTTP)
+	}
+}
+
+// handle registers h for pattern. API routes are traced and counted; the
+// others (probes and /metrics) are neither.
+func (s *Server) handle(pattern string, api bool, h http.HandlerFunc) {
+	_, path, _ := strings.Cut(pattern, " ")
+	rt := route{label: path, api: api, attr: semconv.HTTPRoute(path)}
+	s.routes[pattern] = rt
+	if !api {
+		s.untraced[path] = true
+	}
+	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// otelhttp named the span before routing; name it by route now.
+		span := trace.SpanFromContext(r.Context())
+		span.SetName(pattern)
+		span.SetAttributes(rt.attr)
+		h(w, r)
+	}))
+}
+
+// serve routes r, answering JSON errors for unknown routes and methods, and
+// recovers from panics. It passes r itself to the mux so that otelhttp sees
+// the r.Pattern the mux sets.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rw := &responseWriter{ResponseWriter: w}
+	defer func() { s.finish(rw, r, start, recover()) }()
+	if h, pattern := s.mux.Handler(r); pattern == "" {
+		s.unmatched(rw, r, h)
+		return
+	}
+	s.mux.ServeHTTP(rw, r)
+}
+
+// unmatched answers a request that matched no route: 405 with Allow when the
+// path exists for other methods, else 404. h is the mux's own handler, run
+// into a recorder only to learn which of the two it would answer.
+func (s *Server) unmatched(w http.ResponseWriter, r *http.Request, h http.Handler) {
+	rec := &headerRecorder{header: make(http.Header)}
+	h.ServeHTTP(rec, r)
+	if rec.status == http.StatusMethodNotAllowed {
+		w.Header().Set("Allow", rec.header.Get("Allow"))
+		s.writeError(w, r, flashsale.Errorf(flashsale.EMethodNotAllowed, "method not allowed"))
+		return
+	}
+	s.writeError(w, r, flashsale.Errorf(flashsale.ENotFound, "not found"))
+}
+
+// finish ends every request: it answers 500 after a panic, records the
+// request metrics and logs the request.
+func (s *Server) finish(rw *responseWriter, r *http.Request, start time.Time, panicked any) {
+	ctx := r.Context()
+	if panicked != nil {
+		if panicked == http.ErrAbortHandler {
+			// Not a bug: the sentinel net/http uses to abort a response.
+			panic(panicked)
+		}
+		s.log.ErrorContext(ctx, "panic serving request",
+			slog.String("method", r.Method), slog.String("pattern", r.Pattern),
+			slog.Any("panic", panicked), slog.String("stack", string(debug.Stack())))
+		if !rw.wroteHeader {
+			s.writeError(rw, r, &flashsale.Error{Code: flashsale.EInternal, Message: "internal error", Err: fmt.Errorf("panic: %v", panicked)})
+		}
+	}
+	elapsed := time.Since(start)
+	status := rw.statusCode()
+	rt, ok := s.routes[r.Pattern]
+	if !ok {
+		rt = route{label: unmatchedLabel, api: true}
+	}
+	if rt.api {
+		s.metrics.recordRequest(ctx, rt.label, r.Method, status, elapsed)
+	}
+	s.logRequest(ctx, r, rt.label, status, elapsed, rw.err)
+}
+
+// logRequest logs one request at Debug, or at Error for a 5xx answer (Warn
+// when the client went away first). Only the path is logged: the query holds
+// user ids and checkout codes.
+func (s *Server) logRequest(ctx context.Context, r *http.Request, label string, status int, elapsed time.Duration, err error) {
+	level := slog.LevelDebug
+	if status >= 500 {
+		level = slog.LevelError
+		if ctx.Err() != nil {
+			level = slog.LevelWarn
+		}
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	path := r.URL.Path
+	if len(path) > 256 {
+		path = path[:256]
+	}
+	attrs := make([]slog.Attr, 0, 7)
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("route", label),
+		slog.String("path", path),
+		slog.Int("status", status),
+		slog.Duration("duration", elapsed))
+	if err != nil {
+		attrs = append(attrs, slog.String("error_code", flashsale.ErrorCode(err)))
+		if status >= 500 {
+			attrs = append(attrs, slog.String("err", err.Error()))
+		}
+	}
+	s.log.LogAttrs(ctx, level, "http request", attrs...)
+}
+
+// spanName names the server span "METHOD /pattern" once routed, and by the
+// method alone before routing or when no route matched.
+func spanName(_ string, r *http.Request) string {
+	if r.Pattern != "" {
+		return r.Pattern
+	}
+	return normalizeMethod(r.Method)
+}
+
+// normalizeMethod bounds the method label: unknown methods become "OTHER"
+// (and "HTTP" would be the semconv span name; "OTHER" is clearer in both).
+func normalizeMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "OTHER"
+}
+
+// responseWriter records the status of a response and the error it reports.
+type responseWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+	err         error // set by writeError
+}
+
+func (w *responseWriter) WriteHeader(code int) {
+	if !w.wroteHeader && code >= 200 {
+		w.status, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *responseWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.status, w.wroteHeader = http.StatusOK, true
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (w *responseWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// statusCode returns the status sent, 200 when the handler wrote nothing.
+func (w *responseWriter) statusCode() int {
+	if !w.wroteHeader {
+		return http.StatusOK
+	}
+	return w.status
+}
+
+// headerRecorder captures the status and headers of a handler and drops its
+// body.
+type headerRecorder struct {
+	header http.Header
+	status int
+}
+
+func (h *headerRecorder) Header() http.Header { return h.header }
+
+func (h *headerRecorder) WriteHeader(code int) {
+	if h.status == 0 {
+		h.status = code
+	}
+}
+
+func (h *headerRecorder) Write(b []byte) (int, error) {
+	h.WriteHeader(http.StatusOK)
+	return len(b), nil
+}

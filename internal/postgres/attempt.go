@@ -1,0 +1,207 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+)
+
+var _ flashsale.AttemptLog = (*AttemptLog)(nil)
+
+// AttemptLogOptions tune the group commit of checkout attempts.
+type AttemptLogOptions struct {
+	// MaxBatch bounds the rows of one insert.
+	MaxBatch int
+	// Writers is how many batches may be in flight at once: while some
+	// commit, the next ones gather the requests that arrive meanwhile.
+	Writers int
+	// Timeout bounds one batch's insert and commit.
+	Timeout        time.Duration
+	TracerProvider trace.TracerProvider
+	Logger         *slog.Logger
+}
+
+// AttemptLog writes checkout attempts with group commit: the attempts of
+// concurrent requests go to PostgreSQL in one multi-row insert per batch, and
+// each request waits for its batch's commit. Nothing is buffered beyond the
+// waiting requests themselves, so nothing acknowledged can be lost.
+type AttemptLog struct {
+	db     *DB
+	opts   AttemptLogOptions
+	tracer trace.Tracer
+	queue  chan *attemptReq
+
+	mu     sync.RWMutex // guards closed against Record racing Close
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type attemptReq struct {
+	a    flashsale.Attempt
+	link trace.Link
+	done chan error
+}
+
+var attemptReqPool = sync.Pool{New: func() any { return &attemptReq{done: make(chan error, 1)} }}
+
+// NewAttemptLog starts the log's writers. Close stops them.
+func NewAttemptLog(db *DB, opts AttemptLogOptions) *AttemptLog {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 500
+	}
+	if opts.Writers <= 0 {
+		opts.Writers = 4
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	l := &AttemptLog{
+		db:     db,
+		opts:   opts,
+		tracer: opts.TracerProvider.Tracer("github.com/flashsale/flashsale/internal/postgres"),
+		queue:  make(chan *attemptReq, opts.MaxBatch),
+	}
+	l.wg.Add(opts.Writers)
+	for range opts.Writers {
+		go l.write()
+	}
+	return l
+}
+
+// Record queues the attempt for the next batch and returns once that batch is
+// committed, or with EUnavailable when it could not be. Once queued, the
+// request's cancellation no longer matters: the answer is the batch's.
+func (l *AttemptLog) Record(ctx context.Context, a flashsale.Attempt) error {
+	req := attemptReqPool.Get().(*attemptReq)
+	req.a = a
+	req.link = trace.LinkFromContext(ctx)
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return flashsale.Unavailable("attempt log", errors.New("shutting down"))
+	}
+	select {
+	case l.queue <- req:
+	case <-ctx.Done():
+		l.mu.RUnlock()
+		return flashsale.Unavailable("attempt log", ctx.Err())
+	}
+	l.mu.RUnlock()
+	err := <-req.done
+	req.a, req.link = flashsale.Attempt{}, trace.Link{}
+	attemptReqPool.Put(req)
+	return err
+}
+
+// Close stops accepting attempts, writes the queued ones and stops the writers.
+func (l *AttemptLog) Close() error {
+	l.mu.Lock()
+	if !l.closed {
+		l.closed = true
+		close(l.queue)
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+	return nil
+}
+
+// write is one writer: it takes the first waiting request, gathers the others
+// already waiting up to MaxBatch, and commits them as one batch.
+func (l *AttemptLog) write() {
+	defer l.wg.Done()
+	batch := make([]*attemptReq, 0, l.opts.MaxBatch)
+	cols := newAttemptColumns(l.opts.MaxBatch)
+	for first := range l.queue {
+		batch = append(batch[:0], first)
+	gather:
+		for len(batch) < l.opts.MaxBatch {
+			select {
+			case req, ok := <-l.queue:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, req)
+			default:
+				break gather
+			}
+		}
+		err := l.insert(batch, cols)
+		if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(batch) > 1 {
+			// A row the database rejects must not fail the others: each
+			// gets its own answer. Validated input makes this unreachable
+			// in practice.
+			l.opts.Logger.Error("checkout attempt batch rejected, writing rows one by one", "err", err, "rows", len(batch))
+			for _, req := range batch {
+				req.done <- l.insert([]*attemptReq{req}, cols)
+			}
+			continue
+		}
+		for _, req := range batch {
+			req.done <- err
+		}
+	}
+}
+
+// attemptColumns are reusable column arrays for one batch's unnest insert.
+type attemptColumns struct {
+	saleIDs  []int64
+	userIDs  []string
+	itemIDs  []int64
+	codes    []string
+	outcomes []string
+}
+
+func newAttemptColumns(n int) *attemptColumns {
+	return &attemptColumns{
+		saleIDs: make([]int64, 0, n), userIDs: make([]string, 0, n), itemIDs: make([]int64, 0, n),
+		codes: make([]string, 0, n), outcomes: make([]string, 0, n),
+	}
+}
+
+var qInsertAttempts = newQuery("insert", "checkout_attempts", `
+INSERT INTO checkout_attempts (sale_id, user_id, item_id, checkout_code, outcome)
+SELECT NULLIF(s, 0), u, i, NULLIF(c, ''), o
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(s, u, i, c, o)`)
+
+// insert writes a batch in one statement (one implicit transaction), in a span
+// linked to the requests it carries.
+func (l *AttemptLog) insert(batch []*attemptReq, cols *attemptColumns) error {
+	links := make([]trace.Link, 0, len(batch))
+	for _, req := range batch {
+		if req.link.SpanContext.IsValid() {
+			links = append(links, req.link)
+		}
+	}
+	ctx, span := l.tracer.Start(context.Background(), "checkout_attempts.flush",
+		trace.WithSpanKind(trace.SpanKindInternal), trace.WithLinks(links...),
+		trace.WithAttributes(attribute.Int("checkout_attempts.batch_size", len(batch))))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
+	defer cancel()
+
+	c := cols
+	c.saleIDs, c.userIDs, c.itemIDs, c.codes, c.outcomes = c.saleIDs[:0], c.userIDs[:0], c.itemIDs[:0], c.codes[:0], c.outcomes[:0]
+	for _, req := range batch {
+		c.saleIDs = append(c.saleIDs, req.a.SaleID)
+		c.userIDs = append(c.userIDs, req.a.UserID)
+		c.itemIDs = append(c.itemIDs, req.a.ItemID)
+		c.codes = append(c.codes, req.a.Code)
+		c.outcomes = append(c.outcomes, req.a.Outcome)
+	}
+	_, err := l.db.exec(ctx, l.db.sql, qInsertAttempts, c.saleIDs, c.userIDs, c.itemIDs, c.codes, c.outcomes)
+	if err == nil {
+		return nil
+	}
+	err = translate(err)
+	span.RecordError(err)
+	span.SetStatus(codes.Error, "insert checkout attempts")
+	return fmt.Errorf("record checkout attempts: %w", err)
+}

@@ -1,0 +1,112 @@
+// Package postgres is the PostgreSQL adapter: the source of truth for sales,
+// items, checkout attempts and purchases. It enforces the sale's invariants
+// with constraints and transactions, whatever the callers believe.
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"fmt"
+	"time"
+
+	"github.com/XSAM/otelsql"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.37.0"
+	"go.opentelemetry.io/otel/trace"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Options configure the connection pool and its instrumentation.
+type Options struct {
+	MaxOpenConns   int
+	MaxIdleConns   int
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
+}
+
+// DB is a pool of instrumented connections to PostgreSQL.
+type DB struct {
+	sql     *sql.DB
+	metrics *dbMetrics
+	regs    []metric.Registration
+}
+
+// Open connects to PostgreSQL through pgx's database/sql driver wrapped by
+// otelsql, so every statement is a span (without bound values) and the pool's
+// statistics are metrics. It does not wait for the server: see Ping.
+func Open(dsn string, opts Options) (*DB, error) {
+	otelOpts := []otelsql.Option{
+		otelsql.WithAttributes(semconv.DBSystemNamePostgreSQL),
+		otelsql.WithTracerProvider(opts.TracerProvider),
+		otelsql.WithMeterProvider(opts.MeterProvider),
+		otelsql.WithSpanOptions(otelsql.SpanOptions{
+			OmitConnResetSession: true,
+			OmitRows:             true,
+			OmitConnPrepare:      true,
+		}),
+	}
+	sqlDB, err := otelsql.Open("pgx", dsn, otelOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
+	sqlDB.SetMaxIdleConns(opts.MaxIdleConns)
+	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
+	db := &DB{sql: sqlDB}
+	reg, err := otelsql.RegisterDBStatsMetrics(sqlDB, otelOpts...)
+	if err != nil {
+		sqlDB.Close()
+		return nil, fmt.Errorf("register pool metrics: %w", err)
+	}
+	db.regs = append(db.regs, reg)
+	if db.metrics, err = newDBMetrics(opts.MeterProvider, sqlDB); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Migrate applies the embedded migrations. Instances starting at once are
+// serialized by a PostgreSQL advisory lock held for the migration.
+func (db *DB) Migrate(ctx context.Context) error {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db.sql, mustSub(migrations, "migrations"), goose.WithSessionLocker(locker))
+	if err != nil {
+		return fmt.Errorf("migrations: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", translate(err))
+	}
+	return nil
+}
+
+// Ping checks that the database answers.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.sql.PingContext(ctx); err != nil {
+		return translate(err)
+	}
+	return nil
+}
+
+// SQL returns the underlying pool, for tests and tools.
+func (db *DB) SQL() *sql.DB { return db.sql }
+
+// Close unregisters the pool's metrics and closes every connection.
+func (db *DB) Close() error {
+	for _, r := range db.regs {
+		_ = r.Unregister()
+	}
+	if db.metrics != nil {
+		_ = db.metrics.reg.Unregister()
+	}
+	return db.sql.Close()
+}

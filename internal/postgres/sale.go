@@ -1,0 +1,176 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+	"go.opentelemetry.io/otel/metric"
+)
+
+var _ flashsale.SaleStore = (*SaleStore)(nil)
+
+// SaleStore implements flashsale.SaleStore.
+type SaleStore struct {
+	db  *DB
+	reg metric.Registration
+}
+
+// NewSaleStore returns a SaleStore and registers the sale_items_total and
+// sale_items_sold gauges, which read the active sale's authoritative counts
+// at each collection, so every instance reports the same values.
+func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
+	s := &SaleStore{db: db}
+	m := mp.Meter("github.com/flashsale/flashsale/internal/postgres")
+	total, err := m.Int64ObservableGauge("sale_items_total",
+		metric.WithDescription("Total number of items in the active sale"))
+	if err != nil {
+		return nil, fmt.Errorf("sale_items_total: %w", err)
+	}
+	sold, err := m.Int64ObservableGauge("sale_items_sold",
+		metric.WithDescription("Number of items sold in the active sale, read from the database"))
+	if err != nil {
+		return nil, fmt.Errorf("sale_items_sold: %w", err)
+	}
+	s.reg, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		sale, err := s.ActiveSale(ctx)
+		switch {
+		case flashsale.ErrorCode(err) == flashsale.ENotFound:
+			o.ObserveInt64(total, 0)
+			o.ObserveInt64(sold, 0)
+			return nil
+		case err != nil:
+			return err // no observation: a scrape must not show a made-up value
+		}
+		o.ObserveInt64(total, int64(sale.TotalItems))
+		o.ObserveInt64(sold, int64(sale.ItemsSold))
+		return nil
+	}, total, sold)
+	if err != nil {
+		return nil, fmt.Errorf("sale gauges: %w", err)
+	}
+	return s, nil
+}
+
+// Close unregisters the sale gauges.
+func (s *SaleStore) Close() error { return s.reg.Unregister() }
+
+// Item names and image URLs are generated set-based in the statement that
+// creates the items, from the item's sequence number.
+var qCreateSale = newQuery("insert", "sales", `
+WITH sale AS (
+    INSERT INTO sales (id, started_at, ended_at, total_items, user_item_limit)
+    VALUES ($1, $2, $3, $4, $5)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+)
+INSERT INTO items (id, sale_id, name, image_url)
+SELECT sale.id * 1000000 + g, sale.id,
+       (ARRAY['Crimson','Azure','Golden','Silver','Midnight','Emerald','Ivory','Coral',
+              'Amber','Onyx','Scarlet','Cobalt','Jade','Pearl','Copper','Violet'])[1 + g % 16]
+       || ' ' ||
+       (ARRAY['Sneakers','Backpack','Headphones','Watch','Jacket','Sunglasses','Lamp','Mug',
+              'Keyboard','Speaker','Camera','Notebook','Scarf','Bottle','Umbrella','Wallet'])[1 + (g / 16) % 16]
+       || ' #' || g,
+       'https://img.flashsale.example/sales/' || sale.id || '/items/' || g || '.jpg'
+FROM sale, generate_series(1, $4::integer) AS g`)
+
+// CreateSale creates the sale and all its items in one statement, hence one
+// transaction. Concurrent creators of the same sale id end up with one sale:
+// the losers wait for the winner's commit and get created=false.
+func (s *SaleStore) CreateSale(ctx context.Context, n flashsale.NewSale) (*flashsale.Sale, bool, error) {
+	if err := n.Validate(); err != nil {
+		return nil, false, err
+	}
+	id := flashsale.SaleID(n.Start)
+	res, err := s.db.exec(ctx, s.db.sql, qCreateSale, id, n.Start, n.Start.Add(n.Duration), n.TotalItems, n.UserItemLimit)
+	if err != nil {
+		return nil, false, fmt.Errorf("create sale %d: %w", id, translate(err))
+	}
+	created, err := res.RowsAffected()
+	if err != nil {
+		return nil, false, fmt.Errorf("create sale %d: %w", id, translate(err))
+	}
+	sale, err := s.Sale(ctx, id)
+	return sale, created > 0, err
+}
+
+const saleColumns = `id, started_at, ended_at, total_items, items_sold, user_item_limit`
+
+func scanSale(row *sql.Row) (*flashsale.Sale, error) {
+	var s flashsale.Sale
+	if err := row.Scan(&s.ID, &s.StartedAt, &s.EndedAt, &s.TotalItems, &s.ItemsSold, &s.UserItemLimit); err != nil {
+		return nil, err
+	}
+	s.StartedAt, s.EndedAt = s.StartedAt.UTC(), s.EndedAt.UTC()
+	return &s, nil
+}
+
+var qSale = newQuery("select", "sales", `SELECT `+saleColumns+` FROM sales WHERE id = $1`)
+
+// Sale returns the sale with the given id, or ENotFound.
+func (s *SaleStore) Sale(ctx context.Context, id int64) (*flashsale.Sale, error) {
+	sale, err := scanSale(s.db.queryRow(ctx, s.db.sql, qSale, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, flashsale.Errorf(flashsale.ENotFound, "no sale %d", id)
+	} else if err != nil {
+		return nil, fmt.Errorf("sale %d: %w", id, translate(err))
+	}
+	return sale, nil
+}
+
+var qActiveSale = newQuery("select", "sales", `SELECT `+saleColumns+` FROM sales
+WHERE started_at <= now() AND ended_at > now() ORDER BY started_at DESC LIMIT 1`)
+
+// ActiveSale returns the most recently started running sale by the database's
+// clock, or ENotFound.
+func (s *SaleStore) ActiveSale(ctx context.Context) (*flashsale.Sale, error) {
+	sale, err := scanSale(s.db.queryRow(ctx, s.db.sql, qActiveSale))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, flashsale.Errorf(flashsale.ENotFound, "no sale is running")
+	} else if err != nil {
+		return nil, fmt.Errorf("active sale: %w", translate(err))
+	}
+	return sale, nil
+}
+
+// The id range of a sale's items lets the primary key serve the listing.
+var qItems = newQuery("select", "items", `SELECT id, name, image_url, sold FROM items
+WHERE id > $1::bigint * 1000000 AND id < ($1::bigint + 1) * 1000000 ORDER BY id OFFSET $2 LIMIT $3`)
+
+// Items returns a page of a sale's items ordered by id.
+func (s *SaleStore) Items(ctx context.Context, saleID int64, offset, limit int) ([]flashsale.Item, error) {
+	rows, err := s.db.query(ctx, s.db.sql, qItems, saleID, offset, limit)
+	if err != nil {
+		return nil, fmt.Errorf("items of sale %d: %w", saleID, translate(err))
+	}
+	defer rows.Close()
+	items := make([]flashsale.Item, 0, limit)
+	for rows.Next() {
+		it := flashsale.Item{SaleID: saleID}
+		if err := rows.Scan(&it.ID, &it.Name, &it.ImageURL, &it.Sold); err != nil {
+			return nil, fmt.Errorf("items of sale %d: %w", saleID, translate(err))
+		}
+		items = append(items, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("items of sale %d: %w", saleID, translate(err))
+	}
+	return items, nil
+}
+
+var qNow = newQuery("select", "none", `SELECT now()`)
+
+// Now returns the database's clock.
+func (s *SaleStore) Now(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	if err := s.db.queryRow(ctx, s.db.sql, qNow).Scan(&t); err != nil {
+		return time.Time{}, fmt.Errorf("database time: %w", translate(err))
+	}
+	return t, nil
+}

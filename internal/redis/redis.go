@@ -1,0 +1,123 @@
+// Package redis is the Redis adapter: the fast path that rejects sold items,
+// users at their limit and unknown codes, holds open carts, and provides the
+// short per-code purchase lock. Its data may be lost at any time; the service
+// reloads it from PostgreSQL, which alone decides what is sold.
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/extra/redisotel/v9"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/trace"
+)
+
+// Options configure the client and its instrumentation.
+type Options struct {
+	PoolSize       int
+	MeterProvider  metric.MeterProvider
+	TracerProvider trace.TracerProvider
+}
+
+// Client is an instrumented go-redis UniversalClient.
+type Client struct {
+	rdb     redis.UniversalClient
+	metrics *clientMetrics
+}
+
+// Open returns a client for a redis:// or rediss:// URL. A URL with `addr`
+// query parameters names a cluster (`redis://h1:6379?addr=h2:6379`); one with
+// `master_name` names a Sentinel-managed master. Commands are traced by
+// redisotel without their arguments or caller, and timed into
+// redis_command_duration_seconds.
+func Open(rawURL string, opts Options) (*Client, error) {
+	rdb, err := newUniversalClient(rawURL, opts.PoolSize)
+	if err != nil {
+		return nil, err
+	}
+	if err := redisotel.InstrumentTracing(rdb,
+		redisotel.WithTracerProvider(opts.TracerProvider),
+		redisotel.WithDBStatement(false),
+		redisotel.WithCallerEnabled(false),
+	); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis tracing: %w", err)
+	}
+	if err := redisotel.InstrumentMetrics(rdb, redisotel.WithMeterProvider(opts.MeterProvider)); err != nil {
+		rdb.Close()
+		return nil, fmt.Errorf("redis metrics: %w", err)
+	}
+	m, err := newClientMetrics(opts.MeterProvider)
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	rdb.AddHook(m)
+	return &Client{rdb: rdb, metrics: m}, nil
+}
+
+func newUniversalClient(rawURL string, poolSize int) (redis.UniversalClient, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse REDIS_URL: invalid URL")
+	}
+	q := u.Query()
+	timeouts := func(dial, read, write *time.Duration) {
+		*dial, *read, *write = 2*time.Second, time.Second, time.Second
+	}
+	switch {
+	case q.Has("master_name"):
+		o, err := redis.ParseFailoverURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("parse REDIS_URL: %w", redactURLError(err))
+		}
+		o.PoolSize = poolSize
+		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		return redis.NewFailoverClient(o), nil
+	case q.Has("addr") || strings.Contains(u.Host, ","):
+		o, err := redis.ParseClusterURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("parse REDIS_URL: %w", redactURLError(err))
+		}
+		o.PoolSize = poolSize
+		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		return redis.NewClusterClient(o), nil
+	default:
+		o, err := redis.ParseURL(rawURL)
+		if err != nil {
+			return nil, fmt.Errorf("parse REDIS_URL: %w", redactURLError(err))
+		}
+		o.PoolSize = poolSize
+		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		return redis.NewClient(o), nil
+	}
+}
+
+// redactURLError keeps a parse error's message from carrying the password.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return errors.New(ue.Err.Error())
+	}
+	return err
+}
+
+// Ping checks that Redis answers.
+func (c *Client) Ping(ctx context.Context) error {
+	if err := c.rdb.Ping(ctx).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
+}
+
+// Redis returns the underlying client, for tests and tools.
+func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+
+// Close closes the connection pool.
+func (c *Client) Close() error { return c.rdb.Close() }

@@ -1,0 +1,46 @@
+package telemetry
+
+import (
+	"testing"
+
+	"go.opentelemetry.io/otel/attribute"
+
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+)
+
+func TestResourceServiceName(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		env             map[string]string
+		version         string
+		wantName, wantV string
+	}{
+		{"default", nil, "1.0.0", "flashsale", "1.0.0"},
+		{"OTEL_SERVICE_NAME", map[string]string{"OTEL_SERVICE_NAME": "a"}, "1.0.0", "a", "1.0.0"},
+		{"attributes", map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "service.name=b,service.version=9"}, "", "b", "9"},
+		{"precedence", map[string]string{"OTEL_SERVICE_NAME": "a", "OTEL_RESOURCE_ATTRIBUTES": "service.name=b,service.version=9"}, "1.0.0", "a", "1.0.0"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadConfig(func(k string) string { return tc.env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := newResource(t.Context(), cfg, tc.version)
+			if err != nil {
+				t.Fatal(err)
+			}
+			set := res.Set()
+			if v, _ := set.Value(semconv.ServiceNameKey); v.AsString() != tc.wantName {
+				t.Errorf("service.name = %q, want %q", v.AsString(), tc.wantName)
+			}
+			if v, _ := set.Value(semconv.ServiceVersionKey); v.AsString() != tc.wantV {
+				t.Errorf("service.version = %q, want %q", v.AsString(), tc.wantV)
+			}
+			for _, key := range []string{"host.name", "process.pid", "process.runtime.name", "telemetry.sdk.version"} {
+				if _, ok := set.Value(attribute.Key(key)); !ok {
+					t.Errorf("resource lacks %s", key)
+				}
+			}
+		})
+	}
+}
