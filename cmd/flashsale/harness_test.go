@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -269,4 +270,13 @@ func checkInvariants(t *testing.T, db *sql.DB, saleID int64) (sold int) {
 		t.Errorf("%d user counts disagree with purchases", countDrift)
 	}
 	return soldItems
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func decodeJSON(resp *http.Response, v any) error {
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return fmt.Errorf("Content-Type %q", ct)
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
 }

@@ -89,6 +89,10 @@ func TestCheckoutRejectedMetrics(t *testing.T) {
 	if n := h.histogramCount("http_request_duration_seconds", attrs...); n != 3 {
 		t.Errorf("http_request_duration_seconds%v count = %d, want 3", attrs, n)
 	}
+	// otelhttp's own semconv metrics are kept, labelled by route.
+	if !h.hasDataPoint("http.server.request.duration", attribute.String("http.route", "/checkout")) {
+		t.Error("no http.server.request.duration{http.route=/checkout}")
+	}
 }
 
 func TestCheckoutSuccess(t *testing.T) {

@@ -274,23 +274,30 @@ func (s *Server) logRequest(ctx context.Context, r *http.Request, label string, 
 }
 
 // spanName names the server span "METHOD /pattern" once routed, and by the
-// method alone before routing or when no route matched.
+// method alone before routing or when no route matched ("HTTP" for a
+// non-standard method, as semantic conventions say).
 func spanName(_ string, r *http.Request) string {
 	if r.Pattern != "" {
 		return r.Pattern
 	}
-	return normalizeMethod(r.Method)
+	if m := normalizeMethod(r.Method); m != methodOther {
+		return m
+	}
+	return "HTTP"
 }
 
-// normalizeMethod bounds the method label: unknown methods become "OTHER"
-// (and "HTTP" would be the semconv span name; "OTHER" is clearer in both).
+// methodOther is the method label of every non-standard method.
+const methodOther = "OTHER"
+
+// normalizeMethod bounds the method label of metrics: methods outside the
+// standard set become methodOther.
 func normalizeMethod(m string) string {
 	switch m {
 	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
 		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
 		return m
 	}
-	return "OTHER"
+	return methodOther
 }
 
 // responseWriter records the status of a response and the error it reports.

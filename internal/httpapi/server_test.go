@@ -206,6 +206,24 @@ func (h *harness) histogramCount(name string, attrs ...attribute.KeyValue) uint6
 	return 0
 }
 
+// hasDataPoint reports whether the named histogram has a data point with
+// the given attribute among others.
+func (h *harness) hasDataPoint(name string, kv attribute.KeyValue) bool {
+	h.t.Helper()
+	for _, sm := range h.collect().ScopeMetrics {
+		for _, m := range sm.Metrics {
+			if hist, ok := m.Data.(metricdata.Histogram[float64]); ok && m.Name == name {
+				for _, dp := range hist.DataPoints {
+					if v, ok := dp.Attributes.Value(kv.Key); ok && v == kv.Value {
+						return true
+					}
+				}
+			}
+		}
+	}
+	return false
+}
+
 // span returns the ended span of the given name.
 func (h *harness) span(name string) sdktrace.ReadOnlySpan {
 	h.t.Helper()
@@ -330,6 +348,8 @@ func TestServerSpanNamedByRoute(t *testing.T) {
 	// An unmatched request is named by its method alone.
 	h.do("GET", "/nope", nil)
 	h.span("GET")
+	h.do("BREW", "/nope", nil)
+	h.span("HTTP")
 }
 
 func TestIncomingTraceContextIsContinued(t *testing.T) {
@@ -403,6 +423,35 @@ func assertNoSecrets(t *testing.T, h *harness, secrets ...string) {
 					check("metric "+m.Name, kv)
 				}
 			}
+		}
+	}
+}
+
+func TestOverTheNetwork(t *testing.T) {
+	h := newHarness(t, Options{Checks: checks(nil, nil)})
+	ts := httptest.NewServer(h.srv.Handler())
+	defer ts.Close()
+	resp, err := ts.Client().Post(ts.URL+"/checkout?user_id=u1&id=1", "text/plain", strings.NewReader(strings.Repeat("x", 64<<10)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestEntityTooLarge || !strings.Contains(string(body), eTooLarge) {
+		t.Errorf("oversized body: %d %s", resp.StatusCode, body)
+	}
+	for _, tt := range []struct {
+		method, path string
+		status       int
+	}{{"GET", "/livez", 200}, {"HEAD", "/readyz", 200}, {"GET", "/checkout", 405}, {"GET", "/sales/x", 400}, {"POST", "/purchase?code=x", 400}} {
+		req, _ := http.NewRequest(tt.method, ts.URL+tt.path, nil)
+		resp, err := ts.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("%s %s = %d, want %d", tt.method, tt.path, resp.StatusCode, tt.status)
 		}
 	}
 }
