@@ -16,11 +16,12 @@ import (
 
 // ledger is what the crowd's clients were told.
 type ledger struct {
-	mu        sync.Mutex
-	checkouts int                      // well-formed checkout requests answered
-	accepted  map[string]map[int64]int // code -> item -> times accepted
-	purchases map[string]purchaseResp  // code -> a 200 purchase answer
-	replays   int
+	mu          sync.Mutex
+	checkouts   int                      // well-formed checkout requests answered, but for 503s
+	unavailable int                      // checkouts answered 503
+	accepted    map[string]map[int64]int // code -> item -> times accepted
+	purchases   map[string]purchaseResp  // code -> a 200 purchase answer
+	replays     int
 }
 
 func newLedger() *ledger {
@@ -31,7 +32,11 @@ func (l *ledger) checkout(t testing.TB, base, user string, item int64) (checkout
 	r, st, code := checkout(t, base, user, item)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if st != 0 {
+	switch st {
+	case 0:
+	case http.StatusServiceUnavailable:
+		l.unavailable++ // its attempt may or may not have been recorded
+	default:
 		l.checkouts++
 	}
 	if st == http.StatusOK {
@@ -112,7 +117,7 @@ func runCrowd(t *testing.T, c crowd) {
 						t.Logf("deleted %d Redis keys of the service mid-crowd", n)
 					}
 				}
-				if code == "" {
+				if code == "" || u%7 == 3 { // some abandon their carts
 					continue
 				}
 				if u%5 == 0 { // the same code fired twice at once
@@ -186,8 +191,8 @@ func checkLedger(t *testing.T, db *sql.DB, l *ledger, saleID int64) {
 	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM checkout_attempts WHERE sale_id = $1`, saleID).Scan(&rows); err != nil {
 		t.Fatal(err)
 	}
-	if rows != l.checkouts {
-		t.Errorf("%d checkout attempts persisted, %d answered", rows, l.checkouts)
+	if rows < l.checkouts || rows > l.checkouts+l.unavailable {
+		t.Errorf("%d checkout attempts persisted, %d answered (+%d answered 503)", rows, l.checkouts, l.unavailable)
 	}
 	for code, items := range l.accepted {
 		for item, n := range items {

@@ -47,7 +47,7 @@ type instance struct {
 type env map[string]string
 
 // MustEnv returns the environment of a fresh deployment on real servers.
-func MustEnv(t *testing.T, extra env) env {
+func MustEnv(t testing.TB, extra env) env {
 	t.Helper()
 	redisURL, prefix := testenv.MustRedis(t)
 	e := env{
@@ -68,7 +68,7 @@ func MustEnv(t *testing.T, extra env) env {
 
 // MustStart runs an instance of the service and waits until it is ready. It
 // is stopped when the test ends.
-func MustStart(t *testing.T, e env) *instance {
+func MustStart(t testing.TB, e env) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	inst := &instance{cancel: cancel, done: make(chan error, 1), log: &syncBuffer{}}
@@ -108,7 +108,7 @@ func MustStart(t *testing.T, e env) *instance {
 }
 
 // Stop shuts the instance down and checks that it exited cleanly.
-func (inst *instance) Stop(t *testing.T) {
+func (inst *instance) Stop(t testing.TB) {
 	t.Helper()
 	if inst.cancel == nil {
 		return

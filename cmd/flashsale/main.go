@@ -100,14 +100,14 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		Checks: map[string]func(context.Context) error{
 			"database": db.Ping,
 			"redis":    rc.Ping,
-			"startup":  ready.check,
+			"app":      ready.check, // migrations applied and the current sale ensured
 		},
 	})
 	if err != nil {
 		return err
 	}
 
-	servers := []*http.Server{newServer(cfg, http.TimeoutHandler(api.Handler(), cfg.RequestTimeout, ""))}
+	servers := []*http.Server{newServer(cfg, withDeadline(api.Handler(), cfg.RequestTimeout))}
 	if cfg.MetricsAddr != "" && tel.MetricsHandler != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", tel.MetricsHandler)
@@ -192,6 +192,16 @@ func startup(ctx context.Context, db *postgres.DB, svc *flashsale.Service, log *
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// withDeadline bounds each request: database and Redis calls past the deadline
+// fail as unavailable (503) instead of piling up.
+func withDeadline(h http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), d)
+		defer cancel()
+		h.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 func newServer(cfg Config, h http.Handler) *http.Server {

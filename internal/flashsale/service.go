@@ -9,6 +9,9 @@ import (
 	"time"
 )
 
+// attemptTimeout bounds how long a checkout waits to record its attempt.
+const attemptTimeout = 5 * time.Second
+
 // Config holds the rules of the sales a Service runs.
 type Config struct {
 	SaleItems     int           // items of each scheduled sale
@@ -158,7 +161,12 @@ func (s *Service) Checkout(ctx context.Context, userID string, itemID int64) (re
 	} else {
 		a.Outcome, a.Code = OutcomeAccepted, add.Code
 	}
-	if rerr := s.attempts.Record(ctx, a); rerr != nil {
+	// The attempt is recorded even when the request ran out of time: the
+	// answer is an error then, but the record is still owed.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptTimeout)
+	rerr := s.attempts.Record(rctx, a)
+	cancel()
+	if rerr != nil {
 		if err == nil {
 			// The client is told the checkout failed, so the cache must not
 			// count the item in the cart. Use a fresh context: the request's
@@ -194,20 +202,30 @@ func (s *Service) addToCart(ctx context.Context, userID string, itemID int64) (C
 	code := NewCode(sale.ID)
 	add, err := s.cache.AddToCart(ctx, sale, userID, seq, code)
 	if errors.Is(err, ErrNotLoaded) {
-		if err := s.loadCache(ctx, sale); err != nil {
-			return CartAdd{}, sale, seq, err
-		}
-		add, err = s.cache.AddToCart(ctx, sale, userID, seq, code)
+		add, err = s.loadAndAdd(ctx, sale, userID, seq, code)
 	}
 	return add, sale, seq, err
 }
 
-// loadCache rebuilds the cache's state of a sale from the store. Concurrent
-// requests of this instance wait for one load; the cache itself keeps the
-// first load of concurrent instances.
-func (s *Service) loadCache(ctx context.Context, sale *Sale) error {
+// loadAndAdd rebuilds the cache's state of a sale from the store, then adds
+// to the cart. Requests of this instance that find the state missing wait for
+// one load and then go ahead; the cache itself keeps the first load published
+// by concurrent instances.
+func (s *Service) loadAndAdd(ctx context.Context, sale *Sale, userID string, seq int, code string) (CartAdd, error) {
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
+	add, err := s.cache.AddToCart(ctx, sale, userID, seq, code)
+	if !errors.Is(err, ErrNotLoaded) {
+		return add, err // loaded while this request waited
+	}
+	if err := s.loadCache(ctx, sale); err != nil {
+		return CartAdd{}, err
+	}
+	return s.cache.AddToCart(ctx, sale, userID, seq, code)
+}
+
+// loadCache publishes the store's state of a sale in the cache.
+func (s *Service) loadCache(ctx context.Context, sale *Sale) error {
 	st, err := s.purchases.SaleState(ctx, sale.ID)
 	if err != nil {
 		return err

@@ -218,7 +218,7 @@ func (s *PurchaseStore) replay(ctx context.Context, tx *sql.Tx, p *flashsale.Pur
 
 var (
 	qSoldItems = newQuery("select", "items", `
-SELECT id FROM items WHERE id > $1::bigint * 1000000 AND id < ($1::bigint + 1) * 1000000 AND sold`)
+SELECT id FROM items WHERE sale_id = $1 AND sold`)
 	qUserCounts = newQuery("select", "user_sale_counts", `
 SELECT user_id, items_bought FROM user_sale_counts WHERE sale_id = $1`)
 	qSaleCarts = newQuery("select", "checkout_attempts", `

@@ -27,6 +27,8 @@ CREATE TABLE items (
     CONSTRAINT items_in_sale CHECK (id / 1000000 = sale_id),
     CONSTRAINT items_sold_to CHECK (sold = (sold_to_user_id IS NOT NULL) AND sold = (sold_at IS NOT NULL))
 );
+-- Sold items of a sale, for rebuilding the cache without scanning the sale.
+CREATE INDEX items_sold ON items (sale_id) WHERE sold;
 
 -- Every well-formed checkout request, accepted or rejected. Accepted rows
 -- carry the code of the cart they added the item to: a cart is the set of
