@@ -87,7 +87,7 @@ func NewCache(c *Client, opts CacheOptions) (*Cache, error) {
 
 // saleKeys are the keys of one sale's state.
 type saleKeys struct {
-	base                                          string
+	base                                           string
 	ready, sold, bought, cart, cartn, items, codes string
 }
 
