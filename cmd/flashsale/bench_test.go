@@ -6,16 +6,47 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 // BenchmarkCheckout measures accepted checkouts end to end (HTTP, Redis
 // script, group-committed attempt row) against real servers, from parallel
 // clients with fresh users and unsold items.
 func BenchmarkCheckout(b *testing.B) {
-	inst, sale := benchInstance(b, 10_000)
+	inst, sale := benchInstance(b, 10_000, nil)
+	benchCheckouts(b, inst, sale)
+}
+
+// BenchmarkCheckoutTelemetry measures what telemetry costs a checkout, side
+// by side: "on" is every metric plus every request traced and exported over
+// OTLP (to a sink that discards), "ratio_0.01" traces 1% of requests, "off"
+// is OTEL_SDK_DISABLED (no instruments, no spans; /metrics keeps the
+// process and Go collectors only).
+func BenchmarkCheckoutTelemetry(b *testing.B) {
+	sink := testenv.StartOTLPSink(b)
+	for _, mode := range []struct {
+		name string
+		env  env
+	}{
+		{"on", env{"OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_TRACES_SAMPLER": "parentbased_always_on"}},
+		{"ratio_0.01", env{"OTEL_EXPORTER_OTLP_ENDPOINT": sink,
+			"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.01"}},
+		{"off", env{"OTEL_SDK_DISABLED": "true"}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			inst, sale := benchInstance(b, 10_000, mode.env)
+			benchCheckouts(b, inst, sale)
+		})
+	}
+}
+
+// benchCheckouts runs b.N checkouts from 16 × GOMAXPROCS clients, ten items
+// per user over the sale's items.
+func benchCheckouts(b *testing.B, inst *instance, sale saleResp) {
 	var n atomic.Int64
 	b.ReportAllocs()
-	b.SetParallelism(16) // 16 × GOMAXPROCS concurrent clients
+	b.SetParallelism(16)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
@@ -31,7 +62,7 @@ func BenchmarkCheckout(b *testing.B) {
 
 // BenchmarkPurchase measures purchases of one-item carts end to end.
 func BenchmarkPurchase(b *testing.B) {
-	inst, sale := benchInstance(b, b.N+1)
+	inst, sale := benchInstance(b, b.N+1, nil)
 	codes := make([]string, b.N)
 	for i := range codes {
 		r, st, ec := checkout(b, inst.URL, fmt.Sprintf("bench-%d", i), sale.ID*1_000_000+int64(i+1))
@@ -54,9 +85,12 @@ func BenchmarkPurchase(b *testing.B) {
 	})
 }
 
-func benchInstance(b *testing.B, items int) (*instance, saleResp) {
+func benchInstance(b *testing.B, items int, extra env) (*instance, saleResp) {
 	b.Helper()
 	e := MustEnv(b, env{"LOG_LEVEL": "error", "DB_MAX_OPEN_CONNS": "32"})
+	for k, v := range extra {
+		e[k] = v
+	}
 	inst := MustStart(b, e)
 	return inst, MustCreateSale(b, inst.URL, min(items, 999_999), time.Hour)
 }

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/telemetry"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -68,13 +69,13 @@ func MustEnv(t testing.TB, extra env) env {
 
 // MustStart runs an instance of the service and waits until it is ready. It
 // is stopped when the test ends.
-func MustStart(t testing.TB, e env) *instance {
+func MustStart(t testing.TB, e env, opts ...telemetry.Option) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	inst := &instance{cancel: cancel, done: make(chan error, 1), log: &syncBuffer{}}
 	addr := make(chan string, 1)
 	go func() {
-		inst.done <- run(ctx, func(k string) string { return e[k] }, inst.log, func(a string) { addr <- a })
+		inst.done <- run(ctx, func(k string) string { return e[k] }, inst.log, func(a string) { addr <- a }, opts...)
 	}()
 	select {
 	case a := <-addr:

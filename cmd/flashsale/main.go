@@ -39,8 +39,9 @@ func main() {
 // gracefully: readiness fails first, the listeners stop accepting, in-flight
 // requests finish (their contexts are not tied to ctx), pending attempt
 // batches are written, the pools close, and telemetry is flushed last.
-// listening, when not nil, is told the API's address once it accepts.
-func run(ctx context.Context, getenv func(string) string, stdout io.Writer, listening func(addr string)) (err error) {
+// listening, when not nil, is told the API's address once it accepts. opts
+// are added to the telemetry set up from the environment.
+func run(ctx context.Context, getenv func(string) string, stdout io.Writer, listening func(addr string), opts ...telemetry.Option) (err error) {
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -48,7 +49,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	log := telemetry.NewLogger(stdout, cfg.LogLevel)
 	log.Info("starting", "version", version, "config", cfg)
 
-	tel, err := telemetry.Setup(ctx, getenv, version, telemetry.WithLogger(log))
+	tel, err := telemetry.Setup(ctx, getenv, version, append([]telemetry.Option{telemetry.WithLogger(log)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
@@ -142,7 +143,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 			return
 		}
 		ready.set(nil)
-		svc.RunScheduler(bg)
+		// The scheduler's clock checks every few seconds are not traced.
+		svc.RunScheduler(telemetry.Untraced(bg))
 	}()
 
 	select {

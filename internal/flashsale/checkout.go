@@ -83,6 +83,10 @@ type Cache interface {
 	// CompletePurchase records a committed purchase (items sold, the user's
 	// authoritative bought count, the cart closed) and releases the lock.
 	CompletePurchase(ctx context.Context, s *Sale, code, token string, p *Purchase) error
+	// LockRotation takes the lock of sale rotation, held by one instance at a
+	// time while it creates upcoming sales. It returns ok=false while another
+	// instance holds it, or EUnavailable. unlock releases it.
+	LockRotation(ctx context.Context) (unlock func(context.Context), ok bool, err error)
 }
 
 // SaleState is the authoritative per-sale state the cache is rebuilt from.

@@ -5,16 +5,37 @@ import (
 	"time"
 )
 
-// EnsureSales creates the sale of the current slot and of the next one unless
-// they exist, so that a sale is always running and the next one is ready
-// before it starts. Any number of instances may call it at once: the store
-// keeps exactly one sale per start time.
+// EnsureSales makes sure the sale of the current slot and of the next one
+// exist, so that a sale is always running and the next one is ready before it
+// starts. Sales this instance already knows cost nothing. The others are
+// created under the rotation lock, so one instance at a time writes a sale's
+// items while the rest read what it made; without Redis each instance creates
+// them itself, which the store makes safe (one sale per start time).
 func (s *Service) EnsureSales(ctx context.Context) error {
 	if err := s.SyncClock(ctx); err != nil {
 		return err
 	}
 	cur := SaleStart(s.Now(), s.cfg.SaleDuration)
+	defer s.Forget(cur.Add(-2 * s.cfg.SaleDuration))
+	var missing []time.Time
 	for _, start := range []time.Time{cur, cur.Add(s.cfg.SaleDuration)} {
+		if _, ok := s.known.Load(SaleID(start)); !ok {
+			missing = append(missing, start)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	unlock, ok, err := s.cache.LockRotation(ctx)
+	switch {
+	case err != nil:
+		s.log.Debug("sale rotation without lock", "err", err)
+	case !ok:
+		return s.readSales(ctx, missing)
+	default:
+		defer unlock(context.WithoutCancel(ctx))
+	}
+	for _, start := range missing {
 		sale, created, err := s.sales.CreateSale(ctx, NewSale{Start: start, Duration: s.cfg.SaleDuration, TotalItems: s.cfg.SaleItems, UserItemLimit: s.cfg.UserItemLimit})
 		if err != nil {
 			return err
@@ -24,7 +45,20 @@ func (s *Service) EnsureSales(ctx context.Context) error {
 			s.log.Info("sale created", "sale_id", sale.ID, "started_at", sale.StartedAt, "ended_at", sale.EndedAt, "total_items", sale.TotalItems)
 		}
 	}
-	s.Forget(cur.Add(-2 * s.cfg.SaleDuration))
+	return nil
+}
+
+// readSales learns the sales another instance is creating. A sale not there
+// yet is reported as EUnavailable, and retried on the next tick.
+func (s *Service) readSales(ctx context.Context, starts []time.Time) error {
+	for _, start := range starts {
+		if _, err := s.Sale(ctx, SaleID(start)); err != nil {
+			if ErrorCode(err) == ENotFound {
+				return Errorf(EUnavailable, "sale %d is being created by another instance", SaleID(start))
+			}
+			return err
+		}
+	}
 	return nil
 }
 

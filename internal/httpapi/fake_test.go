@@ -168,3 +168,8 @@ func (f *fakeStore) CompletePurchase(context.Context, *flashsale.Sale, string, s
 	f.called()
 	return nil
 }
+
+func (f *fakeStore) LockRotation(context.Context) (func(context.Context), bool, error) {
+	f.called()
+	return func(context.Context) {}, true, nil
+}

@@ -7,10 +7,19 @@ import (
 	"runtime"
 	"sync"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/telemetry"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
-// checkTimeout bounds each dependency check.
-const checkTimeout = time.Second
+// checkTimeout bounds each dependency check of a probe; gaugeCheckTimeout
+// bounds it during a metrics collection, which must answer a scrape quickly
+// even while a dependency hangs.
+const (
+	checkTimeout      = time.Second
+	gaugeCheckTimeout = 300 * time.Millisecond
+)
 
 // Statuses of /health's services_status.
 const (
@@ -30,7 +39,7 @@ func (s *Server) runChecks(ctx context.Context) []error {
 	errs := make([]error, len(s.checks))
 	var wg sync.WaitGroup
 	for i, c := range s.checks {
-		wg.Go(func() { errs[i] = runCheck(ctx, c) })
+		wg.Go(func() { errs[i] = runCheck(ctx, c, checkTimeout) })
 	}
 	wg.Wait()
 	for i, err := range errs {
@@ -41,10 +50,10 @@ func (s *Server) runChecks(ctx context.Context) []error {
 	return errs
 }
 
-// runCheck runs one check within checkTimeout. A check that ignores its
+// runCheck runs one check within timeout. A check that ignores its
 // context is abandoned at the deadline, and a panicking check fails.
-func runCheck(ctx context.Context, c check) error {
-	ctx, cancel := context.WithTimeout(ctx, checkTimeout)
+func runCheck(ctx context.Context, c check, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(telemetry.Untraced(ctx), timeout)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() {
@@ -135,4 +144,42 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.writeJSON(w, r, http.StatusOK, probeResponse{Status: "ok"})
+}
+
+// registerHealthGauge registers health_service_up{service}: 1 when a service
+// of /health's services_status is up, 0 when down, checked at each
+// collection. app is always observed (1 when no check named app exists).
+func (s *Server) registerHealthGauge(meter metric.Meter) error {
+	gauge, err := meter.Int64ObservableGauge("health_service_up",
+		metric.WithDescription("Whether each service of GET /health is up (1) or down (0): app, database, redis."))
+	if err != nil {
+		return err
+	}
+	attrs := make([]metric.ObserveOption, len(s.checks))
+	hasApp := false
+	for i, c := range s.checks {
+		attrs[i] = metric.WithAttributeSet(attribute.NewSet(attribute.String("service", c.name)))
+		hasApp = hasApp || c.name == "app"
+	}
+	appUp := metric.WithAttributeSet(attribute.NewSet(attribute.String("service", "app")))
+	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		errs := make([]error, len(s.checks))
+		var wg sync.WaitGroup
+		for i, c := range s.checks {
+			wg.Go(func() { errs[i] = runCheck(ctx, c, gaugeCheckTimeout) })
+		}
+		wg.Wait()
+		if !hasApp {
+			o.ObserveInt64(gauge, 1, appUp)
+		}
+		for i, err := range errs {
+			up := int64(1)
+			if err != nil {
+				up = 0
+			}
+			o.ObserveInt64(gauge, up, attrs[i])
+		}
+		return nil
+	}, gauge)
+	return err
 }

@@ -67,6 +67,12 @@ func newMetrics(meter metric.Meter) (*metrics, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	// Counters without labels start at 0, so that rate() and increase() see
+	// the first requests of a fresh instance.
+	ctx := context.Background()
+	for _, c := range []metric.Int64Counter{m.checkoutAttempts, m.checkoutSuccess, m.purchaseAttempts, m.purchaseSuccess, m.itemsSold} {
+		c.Add(ctx, 0)
+	}
 	return m, nil
 }
 

@@ -129,6 +129,9 @@ func NewServer(svc *flashsale.Service, opts Options) (*Server, error) {
 		}
 		s.checks = append(s.checks, check{name: name, fn: fn})
 	}
+	if err := s.registerHealthGauge(mp.Meter(instrumentationName)); err != nil {
+		return nil, fmt.Errorf("httpapi: create instruments: %w", err)
+	}
 	s.registerRoutes(opts.MetricsHandler)
 	s.handler = otelhttp.NewHandler(http.HandlerFunc(s.serve), "flashsale",
 		otelhttp.WithTracerProvider(tp),
@@ -236,15 +239,16 @@ func (s *Server) finish(rw *responseWriter, r *http.Request, start time.Time, pa
 	if rt.api {
 		s.metrics.recordRequest(ctx, rt.label, r.Method, status, elapsed)
 	}
-	s.logRequest(ctx, r, rt.label, status, elapsed, rw.err)
+	s.logRequest(ctx, r, rt, status, elapsed, rw.err)
 }
 
-// logRequest logs one request at Debug, or at Error for a 5xx answer (Warn
-// when the client went away first). Only the path is logged: the query holds
+// logRequest logs one request at Debug, or at Error for a 5xx answer of the
+// API (Warn when the client went away first); a probe's 503 is an answer, not
+// an error, and its causes are logged by the checks. Only the path is logged: the query holds
 // user ids and checkout codes.
-func (s *Server) logRequest(ctx context.Context, r *http.Request, label string, status int, elapsed time.Duration, err error) {
+func (s *Server) logRequest(ctx context.Context, r *http.Request, rt route, status int, elapsed time.Duration, err error) {
 	level := slog.LevelDebug
-	if status >= 500 {
+	if status >= 500 && rt.api {
 		level = slog.LevelError
 		if ctx.Err() != nil {
 			level = slog.LevelWarn
@@ -260,7 +264,7 @@ func (s *Server) logRequest(ctx context.Context, r *http.Request, label string, 
 	attrs := make([]slog.Attr, 0, 7)
 	attrs = append(attrs,
 		slog.String("method", r.Method),
-		slog.String("route", label),
+		slog.String("route", rt.label),
 		slog.String("path", path),
 		slog.Int("status", status),
 		slog.Duration("duration", elapsed))

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
+	"github.com/flashsale/flashsale/internal/telemetry"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -35,22 +36,29 @@ func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sale_items_sold: %w", err)
 	}
+	active, err := m.Int64ObservableGauge("sale_active",
+		metric.WithDescription("Whether a sale is running (1) or not (0), read from the database"))
+	if err != nil {
+		return nil, fmt.Errorf("sale_active: %w", err)
+	}
 	s.reg, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ctx, cancel := context.WithTimeout(telemetry.Untraced(ctx), time.Second)
 		defer cancel()
 		sale, err := s.ActiveSale(ctx)
 		switch {
 		case flashsale.ErrorCode(err) == flashsale.ENotFound:
 			o.ObserveInt64(total, 0)
 			o.ObserveInt64(sold, 0)
+			o.ObserveInt64(active, 0)
 			return nil
 		case err != nil:
 			return err // no observation: a scrape must not show a made-up value
 		}
 		o.ObserveInt64(total, int64(sale.TotalItems))
 		o.ObserveInt64(sold, int64(sale.ItemsSold))
+		o.ObserveInt64(active, 1)
 		return nil
-	}, total, sold)
+	}, total, sold, active)
 	if err != nil {
 		return nil, fmt.Errorf("sale gauges: %w", err)
 	}

@@ -52,8 +52,11 @@ type CacheOptions struct {
 	// against the database rather than rejected.
 	LoadGrace time.Duration
 	// Retention keeps a sale's keys this long after its end.
-	Retention     time.Duration
-	MeterProvider metric.MeterProvider
+	Retention time.Duration
+	// RotationLockTTL bounds how long a crashed instance can hold the lock of
+	// sale rotation.
+	RotationLockTTL time.Duration
+	MeterProvider   metric.MeterProvider
 }
 
 // Cache implements flashsale.Cache on Redis, one Lua script per operation so
@@ -62,6 +65,7 @@ type Cache struct {
 	c            *Client
 	opts         CacheOptions
 	purchaseLock *lockType
+	rotationLock *lockType
 }
 
 // NewCache returns the fast path over c.
@@ -78,11 +82,14 @@ func NewCache(c *Client, opts CacheOptions) (*Cache, error) {
 	if opts.Retention <= 0 {
 		opts.Retention = time.Hour
 	}
+	if opts.RotationLockTTL <= 0 {
+		opts.RotationLockTTL = 30 * time.Second
+	}
 	lm, err := newLockMetrics(opts.MeterProvider)
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{c: c, opts: opts, purchaseLock: lm.lockType("purchase")}, nil
+	return &Cache{c: c, opts: opts, purchaseLock: lm.lockType("purchase"), rotationLock: lm.lockType("sale_rotation")}, nil
 }
 
 // saleKeys are the keys of one sale's state.
@@ -256,6 +263,30 @@ func (c *Cache) releasedAt(ctx context.Context, token string) {
 	if since, ok := tokenTime(token); ok {
 		c.purchaseLock.released(ctx, since)
 	}
+}
+
+// LockRotation implements flashsale.Cache: SET NX PX on one key of the
+// deployment, released by compare-and-delete so that a lock which expired
+// and passed to another instance is left alone.
+func (c *Cache) LockRotation(ctx context.Context) (unlock func(context.Context), ok bool, err error) {
+	key := c.opts.Prefix + ":lock:sale_rotation"
+	token := newToken()
+	ok, err = c.c.rdb.SetNX(ctx, key, token, c.opts.RotationLockTTL).Result()
+	switch {
+	case err != nil:
+		c.rotationLock.attempted(ctx, lockError)
+		return nil, false, unavailable(err)
+	case !ok:
+		c.rotationLock.attempted(ctx, lockContended)
+		return nil, false, nil
+	}
+	c.rotationLock.attempted(ctx, "")
+	since := time.Now()
+	return func(ctx context.Context) {
+		c.rotationLock.released(ctx, since)
+		// A failed release leaves the lock to expire after RotationLockTTL.
+		_ = unlockScript.Run(ctx, c.c.rdb, []string{key}, token).Err()
+	}, true, nil
 }
 
 func randomHex(n int) string {

@@ -124,12 +124,20 @@ type lockType struct {
 
 func (lm *lockMetrics) lockType(name string) *lockType {
 	typ := attribute.String("lock_type", name)
-	return &lockType{
+	l := &lockType{
 		m:         lm,
 		typ:       metric.WithAttributeSet(attribute.NewSet(typ)),
 		contended: metric.WithAttributeSet(attribute.NewSet(typ, attribute.String("reason", lockContended))),
 		errReason: metric.WithAttributeSet(attribute.NewSet(typ, attribute.String("reason", lockError))),
 	}
+	// Every series of the type starts at 0, so that contention ratios and
+	// rate() see the first attempts.
+	ctx := context.Background()
+	lm.attempts.Add(ctx, 0, l.typ)
+	lm.successes.Add(ctx, 0, l.typ)
+	lm.failures.Add(ctx, 0, l.contended)
+	lm.failures.Add(ctx, 0, l.errReason)
+	return l
 }
 
 // attempted records one attempt and its outcome: "" for success, or a reason.

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -28,6 +29,9 @@ type config struct {
 	prometheus    bool
 	tracesOTLP    *otlpConfig // nil when spans are not exported
 	metricsOTLP   *otlpConfig // nil when metrics are not pushed over OTLP
+	// metricInterval and metricTimeout are the OTLP metric export period and
+	// its timeout (0: the SDK's defaults of 60 s and 30 s).
+	metricInterval, metricTimeout time.Duration
 }
 
 // otlpConfig describes one signal's OTLP exporter.
@@ -105,8 +109,27 @@ func loadConfig(getenv func(string) string) (config, error) {
 			return config{}, err
 		}
 		cfg.metricsOTLP = &c
+		if cfg.metricInterval, err = parseMillis(env, "OTEL_METRIC_EXPORT_INTERVAL"); err != nil {
+			return config{}, err
+		}
+		if cfg.metricTimeout, err = parseMillis(env, "OTEL_METRIC_EXPORT_TIMEOUT"); err != nil {
+			return config{}, err
+		}
 	}
 	return cfg, nil
+}
+
+// parseMillis parses a positive duration in milliseconds; "" gives 0.
+func parseMillis(env func(string) string, key string) (time.Duration, error) {
+	v := env(key)
+	if v == "" {
+		return 0, nil
+	}
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 {
+		return 0, fmt.Errorf("%s: want a positive number of milliseconds, got %q", key, v)
+	}
+	return time.Duration(ms) * time.Millisecond, nil
 }
 
 // parseExporters parses an OTEL_*_EXPORTER list. It returns nil when the

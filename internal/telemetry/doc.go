@@ -60,11 +60,13 @@
 //   - OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS,
 //     OTEL_EXPORTER_OTLP_METRICS_HEADERS: comma-separated key=value pairs with
 //     percent-encoded values; a per-signal list replaces the general one.
+//   - OTEL_METRIC_EXPORT_INTERVAL (default 60000) and
+//     OTEL_METRIC_EXPORT_TIMEOUT (default 30000): period and timeout of the
+//     OTLP metric push, in milliseconds.
 //
-// The SDK and the exporters read their tuning variables from the process
-// environment themselves, not through getenv: OTEL_METRIC_EXPORT_INTERVAL
-// (default 60000 ms) and OTEL_METRIC_EXPORT_TIMEOUT for the periodic OTLP
-// metric reader, OTEL_METRICS_EXEMPLAR_FILTER (default trace_based),
+// The SDK and the exporters read their other tuning variables from the
+// process environment themselves, not through getenv:
+// OTEL_METRICS_EXEMPLAR_FILTER (default trace_based),
 // OTEL_BSP_* for the batch span processor, OTEL_SPAN_*_LIMIT, and
 // OTEL_EXPORTER_OTLP_{TIMEOUT,COMPRESSION,CERTIFICATE,CLIENT_*,INSECURE} and
 // OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE for the exporters.

@@ -109,9 +109,16 @@ func newMeterProvider(ctx context.Context, cfg config, res *resource.Resource, r
 		if err != nil {
 			return nil, err
 		}
-		// The periodic reader reads OTEL_METRIC_EXPORT_INTERVAL and
-		// OTEL_METRIC_EXPORT_TIMEOUT from the process environment.
-		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp)))
+		// Given explicitly, the interval and timeout read through getenv
+		// override what the reader reads from the process environment.
+		var ropts []sdkmetric.PeriodicReaderOption
+		if cfg.metricInterval > 0 {
+			ropts = append(ropts, sdkmetric.WithInterval(cfg.metricInterval))
+		}
+		if cfg.metricTimeout > 0 {
+			ropts = append(ropts, sdkmetric.WithTimeout(cfg.metricTimeout))
+		}
+		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, ropts...)))
 	}
 	if len(opts) == 1 {
 		return nil, nil

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
@@ -43,7 +44,15 @@ type Telemetry struct {
 type Option func(*options)
 
 type options struct {
-	logger *slog.Logger
+	logger     *slog.Logger
+	processors []sdktrace.SpanProcessor
+}
+
+// WithSpanProcessor adds p to the tracer provider, beside the OTLP exporter
+// when there is one: for tests (an in-memory recorder) and for embedding.
+// It has no effect when the SDK is disabled.
+func WithSpanProcessor(p sdktrace.SpanProcessor) Option {
+	return func(o *options) { o.processors = append(o.processors, p) }
 }
 
 // WithLogger sets the logger for errors that happen while serving
@@ -101,7 +110,7 @@ func Setup(ctx context.Context, getenv func(string) string, version string, opts
 		return nil, err
 	}
 
-	tp, err := newTracerProvider(ctx, cfg, res)
+	tp, err := newTracerProvider(ctx, cfg, res, o.processors)
 	if err != nil {
 		return nil, err
 	}

@@ -14,10 +14,13 @@ import (
 // sampler and, when OTLP export is on, a batch span processor. Without an
 // exporter spans are still sampled and get valid IDs, which logs and
 // exemplars refer to.
-func newTracerProvider(ctx context.Context, cfg config, res *resource.Resource) (*sdktrace.TracerProvider, error) {
+func newTracerProvider(ctx context.Context, cfg config, res *resource.Resource, processors []sdktrace.SpanProcessor) (*sdktrace.TracerProvider, error) {
 	opts := []sdktrace.TracerProviderOption{
 		sdktrace.WithResource(res),
 		sdktrace.WithSampler(cfg.sampler),
+	}
+	for _, p := range processors {
+		opts = append(opts, sdktrace.WithSpanProcessor(p))
 	}
 	if cfg.tracesOTLP != nil {
 		exp, err := newSpanExporter(ctx, *cfg.tracesOTLP)

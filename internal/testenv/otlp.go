@@ -1,0 +1,231 @@
+package testenv
+
+import (
+	"compress/gzip"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
+	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
+	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
+)
+
+// OTLPReceiver is an in-process OTLP receiver (HTTP/protobuf or gRPC) that
+// records what it is sent. Its methods are safe for concurrent use.
+type OTLPReceiver struct {
+	discard   bool // count nothing: a sink for benchmarks
+	mu        sync.Mutex
+	paths     []string
+	headers   []http.Header
+	spans     []*tracepb.Span
+	metrics   []string // metric names, one per data point batch
+	resources []*resourcepb.Resource
+}
+
+// StartOTLPHTTP starts an OTLP/HTTP receiver on 127.0.0.1 and returns it
+// with its base URL. It serves any path ending in /v1/traces or /v1/metrics,
+// gzip or not, and stops when the test ends.
+func StartOTLPHTTP(t testing.TB) (*OTLPReceiver, string) {
+	t.Helper()
+	r := &OTLPReceiver{}
+	return r, serveLoopback(t, r)
+}
+
+// StartOTLPSink starts an OTLP/HTTP endpoint that accepts and discards
+// everything, and returns its base URL: the cheapest backend, for measuring
+// what export costs the service.
+func StartOTLPSink(t testing.TB) string {
+	t.Helper()
+	return serveLoopback(t, &OTLPReceiver{discard: true})
+}
+
+// serveLoopback serves h on 127.0.0.1 until the test ends and returns its URL.
+func serveLoopback(t testing.TB, h http.Handler) string {
+	t.Helper()
+	srv := httptest.NewUnstartedServer(h)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = ln
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// StartOTLPGRPC starts an OTLP/gRPC receiver (trace and metrics services) on
+// 127.0.0.1 and returns it with its host:port. It stops when the test ends.
+func StartOTLPGRPC(t testing.TB) (*OTLPReceiver, string) {
+	t.Helper()
+	r := &OTLPReceiver{}
+	srv := grpc.NewServer()
+	coltracepb.RegisterTraceServiceServer(srv, grpcTraces{r: r})
+	colmetricspb.RegisterMetricsServiceServer(srv, grpcMetrics{r: r})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(srv.Stop)
+	return r, ln.Addr().String()
+}
+
+// SpanNames returns the names of the spans received so far, in order.
+func (r *OTLPReceiver) SpanNames() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	names := make([]string, len(r.spans))
+	for i, s := range r.spans {
+		names[i] = s.GetName()
+	}
+	return names
+}
+
+// Spans returns the spans received so far.
+func (r *OTLPReceiver) Spans() []*tracepb.Span {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.spans)
+}
+
+// MetricNames returns the names of the metrics received so far, with repeats.
+func (r *OTLPReceiver) MetricNames() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.metrics)
+}
+
+// Resources returns the resources of every batch received so far.
+func (r *OTLPReceiver) Resources() []*resourcepb.Resource {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.resources)
+}
+
+// Paths returns the URL paths of the HTTP requests received so far.
+func (r *OTLPReceiver) Paths() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.paths)
+}
+
+// Headers returns the headers of the HTTP requests received so far.
+func (r *OTLPReceiver) Headers() []http.Header {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.headers)
+}
+
+func (r *OTLPReceiver) addTraces(req *coltracepb.ExportTraceServiceRequest) {
+	if r.discard {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rs := range req.GetResourceSpans() {
+		r.resources = append(r.resources, rs.GetResource())
+		for _, ss := range rs.GetScopeSpans() {
+			r.spans = append(r.spans, ss.GetSpans()...)
+		}
+	}
+}
+
+func (r *OTLPReceiver) addMetrics(req *colmetricspb.ExportMetricsServiceRequest) {
+	if r.discard {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rm := range req.GetResourceMetrics() {
+		r.resources = append(r.resources, rm.GetResource())
+		for _, sm := range rm.GetScopeMetrics() {
+			for _, m := range sm.GetMetrics() {
+				r.metrics = append(r.metrics, m.GetName())
+			}
+		}
+	}
+}
+
+// ServeHTTP implements OTLP/HTTP with protobuf payloads.
+func (r *OTLPReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	var body io.Reader = req.Body
+	if req.Header.Get("Content-Encoding") == "gzip" {
+		gz, err := gzip.NewReader(req.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		body = gz
+	}
+	data, err := io.ReadAll(body)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if !r.discard {
+		r.mu.Lock()
+		r.paths = append(r.paths, req.URL.Path)
+		r.headers = append(r.headers, req.Header.Clone())
+		r.mu.Unlock()
+	}
+
+	var resp proto.Message
+	switch {
+	case strings.HasSuffix(req.URL.Path, "/traces"):
+		var m coltracepb.ExportTraceServiceRequest
+		if err := proto.Unmarshal(data, &m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.addTraces(&m)
+		resp = &coltracepb.ExportTraceServiceResponse{}
+	case strings.HasSuffix(req.URL.Path, "/v1/metrics"):
+		var m colmetricspb.ExportMetricsServiceRequest
+		if err := proto.Unmarshal(data, &m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.addMetrics(&m)
+		resp = &colmetricspb.ExportMetricsServiceResponse{}
+	default:
+		http.NotFound(w, req)
+		return
+	}
+	out, err := proto.Marshal(resp)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/x-protobuf")
+	_, _ = w.Write(out)
+}
+
+type grpcTraces struct {
+	coltracepb.UnimplementedTraceServiceServer
+	r *OTLPReceiver
+}
+
+func (g grpcTraces) Export(_ context.Context, req *coltracepb.ExportTraceServiceRequest) (*coltracepb.ExportTraceServiceResponse, error) {
+	g.r.addTraces(req)
+	return &coltracepb.ExportTraceServiceResponse{}, nil
+}
+
+type grpcMetrics struct {
+	colmetricspb.UnimplementedMetricsServiceServer
+	r *OTLPReceiver
+}
+
+func (g grpcMetrics) Export(_ context.Context, req *colmetricspb.ExportMetricsServiceRequest) (*colmetricspb.ExportMetricsServiceResponse, error) {
+	g.r.addMetrics(req)
+	return &colmetricspb.ExportMetricsServiceResponse{}, nil
+}
