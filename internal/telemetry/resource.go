@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -16,8 +17,8 @@ import (
 const defaultServiceName = "flashsale"
 
 // newResource describes this process: the cheap built-in detectors, then the
-// attributes from OTEL_RESOURCE_ATTRIBUTES, then service.name and
-// service.version. Later sources override earlier ones.
+// attributes from OTEL_RESOURCE_ATTRIBUTES, then service.name,
+// service.version and, unless given, a random service.instance.id. Later sources override earlier ones.
 func newResource(ctx context.Context, cfg config, version string) (*resource.Resource, error) {
 	service := []attribute.KeyValue{}
 	switch {
@@ -28,6 +29,12 @@ func newResource(ctx context.Context, cfg config, version string) (*resource.Res
 	}
 	if version != "" {
 		service = append(service, semconv.ServiceVersion(version))
+	}
+	// Every instance needs its own identity over OTLP, where it becomes the
+	// Prometheus instance label: without it the series of two replicas
+	// collide. A random UUID, unless the deployment names the instance.
+	if !slices.ContainsFunc(cfg.resourceAttrs, func(kv attribute.KeyValue) bool { return kv.Key == semconv.ServiceInstanceIDKey }) {
+		service = append(service, semconv.ServiceInstanceID(uuid.NewString()))
 	}
 
 	res, err := resource.New(ctx,

@@ -36,11 +36,35 @@ func TestResourceServiceName(t *testing.T) {
 			if v, _ := set.Value(semconv.ServiceVersionKey); v.AsString() != tc.wantV {
 				t.Errorf("service.version = %q, want %q", v.AsString(), tc.wantV)
 			}
-			for _, key := range []string{"host.name", "process.pid", "process.runtime.name", "telemetry.sdk.version"} {
+			for _, key := range []string{"host.name", "process.pid", "process.runtime.name", "telemetry.sdk.version", "service.instance.id"} {
 				if _, ok := set.Value(attribute.Key(key)); !ok {
 					t.Errorf("resource lacks %s", key)
 				}
 			}
 		})
+	}
+}
+
+func TestResourceInstanceID(t *testing.T) {
+	ids := map[string]bool{}
+	for _, attrs := range []string{"", "", "service.instance.id=pod-7"} {
+		cfg, err := loadConfig(func(k string) string {
+			if k == "OTEL_RESOURCE_ATTRIBUTES" {
+				return attrs
+			}
+			return ""
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := newResource(t.Context(), cfg, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, _ := res.Set().Value(semconv.ServiceInstanceIDKey)
+		ids[v.AsString()] = true
+	}
+	if !ids["pod-7"] || len(ids) != 3 {
+		t.Errorf("service.instance.id values %v: want two distinct random ids and the configured pod-7", ids)
 	}
 }
