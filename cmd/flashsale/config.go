@@ -26,6 +26,8 @@ type Config struct {
 	RedisPoolSize   int           // REDIS_POOL_SIZE
 	AttemptBatch    int           // ATTEMPT_BATCH_MAX
 	AttemptWriters  int           // ATTEMPT_WRITERS
+	PurchaseBatch   int           // PURCHASE_BATCH_MAX
+	PurchaseWriters int           // PURCHASE_WRITERS
 	RequestTimeout  time.Duration // REQUEST_TIMEOUT
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT
 	LogLevel        slog.Level    // LOG_LEVEL
@@ -69,6 +71,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		RedisPoolSize:   intVar("REDIS_POOL_SIZE", 64, 1, 10000),
 		AttemptBatch:    intVar("ATTEMPT_BATCH_MAX", 500, 1, 10000),
 		AttemptWriters:  intVar("ATTEMPT_WRITERS", 4, 1, 64),
+		PurchaseBatch:   intVar("PURCHASE_BATCH_MAX", 64, 1, 1000),
+		PurchaseWriters: intVar("PURCHASE_WRITERS", 2, 1, 64),
 		RequestTimeout:  durVar("REQUEST_TIMEOUT", 10*time.Second, 100*time.Millisecond),
 		ShutdownTimeout: durVar("SHUTDOWN_TIMEOUT", 20*time.Second, time.Second),
 	}
@@ -103,6 +107,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("redis_pool_size", c.RedisPoolSize),
 		slog.Int("attempt_batch_max", c.AttemptBatch),
 		slog.Int("attempt_writers", c.AttemptWriters),
+		slog.Int("purchase_batch_max", c.PurchaseBatch),
+		slog.Int("purchase_writers", c.PurchaseWriters),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.String("log_level", c.LogLevel.String()),

@@ -86,9 +86,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	attempts := postgres.NewAttemptLog(db, postgres.AttemptLogOptions{
 		MaxBatch: cfg.AttemptBatch, Writers: cfg.AttemptWriters, TracerProvider: tel.TracerProvider, Logger: log,
 	})
+	purchases := postgres.NewPurchaseStore(db, postgres.PurchaseStoreOptions{
+		MaxBatch: cfg.PurchaseBatch, Writers: cfg.PurchaseWriters, TracerProvider: tel.TracerProvider, Logger: log,
+	})
 	svc := flashsale.NewService(flashsale.Config{
 		SaleItems: cfg.SaleItems, SaleDuration: cfg.SaleDuration, UserItemLimit: cfg.UserItemLimit,
-	}, sales, postgres.NewPurchaseStore(db), attempts, cache, log)
+	}, sales, purchases, attempts, cache, log)
 
 	ready := newReadiness()
 	metricsHandler := tel.MetricsHandler
@@ -165,9 +168,13 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	}
 	stopBG()
 	<-started
-	// Requests have finished; their attempts are written before the pools close.
+	// Requests have finished; their attempts and purchases are written before
+	// the pools close.
 	if err := attempts.Close(); err != nil {
 		log.Warn("attempt log close", "err", err)
+	}
+	if err := purchases.Close(); err != nil {
+		log.Warn("purchase store close", "err", err)
 	}
 	log.Info("stopped")
 	return nil

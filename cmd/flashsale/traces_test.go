@@ -120,8 +120,9 @@ func tracedRequest(t *testing.T, url string) (trace.TraceID, trace.SpanID, int) 
 // TestTraces checks the trace of a checkout and of a purchase: the server
 // span (named by route, child of the incoming traceparent) → the domain span
 // (sale id, outcome, item count) → Redis command and SQL statement spans,
-// with no user id, code or bound value in any attribute; and the attempt
-// batch span linked to the request.
+// with no user id, code or bound value in any attribute. The batches that
+// write attempts and purchases are linked to their requests and children of
+// the first.
 func TestTraces(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	e := MustEnv(t, nil)
@@ -170,13 +171,15 @@ func TestTraces(t *testing.T) {
 		t.Errorf("checkout trace has no Redis span: %v", spanNames(spans))
 	}
 
-	// The attempt row was written by a batch span linked to the request.
+	// The attempt row was written by a batch span linked to the request; as
+	// the batch's first (here only) request, the checkout is also its parent,
+	// so the checkout's trace shows the insert.
 	var batch sdktrace.ReadOnlySpan
 	deadline := time.Now().Add(5 * time.Second)
 	for batch == nil && time.Now().Before(deadline) {
 		for _, s := range rec.Ended() {
 			for _, link := range s.Links() {
-				if link.SpanContext.TraceID() == tid && s.SpanContext().TraceID() != tid {
+				if link.SpanContext.TraceID() == tid && s.Name() == "checkout_attempts.flush" {
 					batch = s
 				}
 			}
@@ -184,16 +187,20 @@ func TestTraces(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if batch == nil {
-		t.Fatal("no span linked to the checkout request")
+		t.Fatal("no checkout_attempts.flush span linked to the checkout request")
+	}
+	spans = traceOf(t, rec, tid, "checkout_attempts.flush")
+	if !under(spans, batch, domain) {
+		t.Error("checkout_attempts.flush of a lone checkout is not under sale.checkout")
 	}
 	var batchSQL []sdktrace.ReadOnlySpan
-	for _, s := range rec.Ended() {
-		if s.SpanContext().TraceID() == batch.SpanContext().TraceID() && dbSystem(s) == "postgresql" {
+	for _, s := range spans {
+		if dbSystem(s) == "postgresql" && under(spans, s, batch) {
 			batchSQL = append(batchSQL, s)
 		}
 	}
 	if len(batchSQL) == 0 {
-		t.Errorf("attempt batch %q has no SQL span", batch.Name())
+		t.Errorf("attempt batch has no SQL span: %v", spanNames(spans))
 	}
 
 	// The purchase: SQL statements and the Redis lock under sale.purchase.
@@ -206,7 +213,7 @@ func TestTraces(t *testing.T) {
 	if st != http.StatusOK {
 		t.Fatalf("purchase: %d", st)
 	}
-	spans = traceOf(t, rec, tid, "POST /purchase", "sale.purchase")
+	spans = traceOf(t, rec, tid, "POST /purchase", "sale.purchase", "purchases.commit")
 	server = named(spans, "POST /purchase")
 	if server.Parent().SpanID() != parent {
 		t.Error("purchase server span is not a child of the incoming traceparent")

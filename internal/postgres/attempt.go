@@ -2,7 +2,6 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -34,14 +33,11 @@ type AttemptLogOptions struct {
 // each request waits for its batch's commit. Nothing is buffered beyond the
 // waiting requests themselves, so nothing acknowledged can be lost.
 type AttemptLog struct {
-	db     *DB
-	opts   AttemptLogOptions
-	tracer trace.Tracer
-	queue  chan *attemptReq
-
-	mu     sync.RWMutex // guards closed against Record racing Close
-	closed bool
-	wg     sync.WaitGroup
+	db      *DB
+	opts    AttemptLogOptions
+	tracer  trace.Tracer
+	batches *batcher[*attemptReq]
+	cols    sync.Pool // *attemptColumns
 }
 
 type attemptReq struct {
@@ -63,16 +59,16 @@ func NewAttemptLog(db *DB, opts AttemptLogOptions) *AttemptLog {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
 	l := &AttemptLog{
 		db:     db,
 		opts:   opts,
-		tracer: opts.TracerProvider.Tracer("github.com/flashsale/flashsale/internal/postgres"),
-		queue:  make(chan *attemptReq, opts.MaxBatch),
+		tracer: opts.TracerProvider.Tracer(instrumentationName),
 	}
-	l.wg.Add(opts.Writers)
-	for range opts.Writers {
-		go l.write()
-	}
+	l.cols.New = func() any { return newAttemptColumns(opts.MaxBatch) }
+	l.batches = newBatcher("attempt log", opts.MaxBatch, opts.Writers, l.write)
 	return l
 }
 
@@ -83,18 +79,10 @@ func (l *AttemptLog) Record(ctx context.Context, a flashsale.Attempt) error {
 	req := attemptReqPool.Get().(*attemptReq)
 	req.a = a
 	req.link = trace.LinkFromContext(ctx)
-	l.mu.RLock()
-	if l.closed {
-		l.mu.RUnlock()
-		return flashsale.Unavailable("attempt log", errors.New("shutting down"))
+	if err := l.batches.submit(ctx, req); err != nil {
+		attemptReqPool.Put(req)
+		return err
 	}
-	select {
-	case l.queue <- req:
-	case <-ctx.Done():
-		l.mu.RUnlock()
-		return flashsale.Unavailable("attempt log", ctx.Err())
-	}
-	l.mu.RUnlock()
 	err := <-req.done
 	req.a, req.link = flashsale.Attempt{}, trace.Link{}
 	attemptReqPool.Put(req)
@@ -103,50 +91,26 @@ func (l *AttemptLog) Record(ctx context.Context, a flashsale.Attempt) error {
 
 // Close stops accepting attempts, writes the queued ones and stops the writers.
 func (l *AttemptLog) Close() error {
-	l.mu.Lock()
-	if !l.closed {
-		l.closed = true
-		close(l.queue)
-	}
-	l.mu.Unlock()
-	l.wg.Wait()
+	l.batches.close()
 	return nil
 }
 
-// write is one writer: it takes the first waiting request, gathers the others
-// already waiting up to MaxBatch, and commits them as one batch.
-func (l *AttemptLog) write() {
-	defer l.wg.Done()
-	batch := make([]*attemptReq, 0, l.opts.MaxBatch)
-	cols := newAttemptColumns(l.opts.MaxBatch)
-	for first := range l.queue {
-		batch = append(batch[:0], first)
-	gather:
-		for len(batch) < l.opts.MaxBatch {
-			select {
-			case req, ok := <-l.queue:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, req)
-			default:
-				break gather
-			}
-		}
-		err := l.insert(batch, cols)
-		if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(batch) > 1 {
-			// A row the database rejects must not fail the others: each
-			// gets its own answer. Validated input makes this unreachable
-			// in practice.
-			l.opts.Logger.Error("checkout attempt batch rejected, writing rows one by one", "err", err, "rows", len(batch))
-			for _, req := range batch {
-				req.done <- l.insert([]*attemptReq{req}, cols)
-			}
-			continue
-		}
+// write commits one batch and answers its requests.
+func (l *AttemptLog) write(batch []*attemptReq) {
+	cols := l.cols.Get().(*attemptColumns)
+	defer l.cols.Put(cols)
+	err := l.insert(batch, cols)
+	if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(batch) > 1 {
+		// A row the database rejects must not fail the others: each gets
+		// its own answer. Validated input makes this unreachable in practice.
+		l.opts.Logger.Error("checkout attempt batch rejected, writing rows one by one", "err", err, "rows", len(batch))
 		for _, req := range batch {
-			req.done <- err
+			req.done <- l.insert([]*attemptReq{req}, cols)
 		}
+		return
+	}
+	for _, req := range batch {
+		req.done <- err
 	}
 }
 
@@ -171,8 +135,8 @@ INSERT INTO checkout_attempts (sale_id, user_id, item_id, checkout_code, outcome
 SELECT NULLIF(s, 0), u, i, NULLIF(c, ''), o
 FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(s, u, i, c, o)`)
 
-// insert writes a batch in one statement (one implicit transaction), in a span
-// linked to the requests it carries.
+// insert writes a batch in one statement (one implicit transaction), in a
+// span under the first request and linked to every request it carries.
 func (l *AttemptLog) insert(batch []*attemptReq, cols *attemptColumns) error {
 	links := make([]trace.Link, 0, len(batch))
 	for _, req := range batch {
@@ -180,8 +144,7 @@ func (l *AttemptLog) insert(batch []*attemptReq, cols *attemptColumns) error {
 			links = append(links, req.link)
 		}
 	}
-	ctx, span := l.tracer.Start(context.Background(), "checkout_attempts.flush",
-		trace.WithSpanKind(trace.SpanKindInternal), trace.WithLinks(links...),
+	ctx, span := batchContext(l.tracer, "checkout_attempts.flush", batch[0].link.SpanContext, links,
 		trace.WithAttributes(attribute.Int("checkout_attempts.batch_size", len(batch))))
 	defer span.End()
 	ctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)

@@ -19,7 +19,7 @@ type dbMetrics struct {
 }
 
 func newDBMetrics(mp metric.MeterProvider, db *sql.DB) (*dbMetrics, error) {
-	m := mp.Meter("github.com/flashsale/flashsale/internal/postgres")
+	m := mp.Meter(instrumentationName)
 	var dm dbMetrics
 	var err error
 	dm.queryDuration, err = m.Float64Histogram("db_query_duration_seconds",

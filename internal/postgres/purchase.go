@@ -5,215 +5,588 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
 )
 
 var _ flashsale.PurchaseStore = (*PurchaseStore)(nil)
 
-// PurchaseStore implements flashsale.PurchaseStore.
-type PurchaseStore struct {
-	db *DB
+// PurchaseStoreOptions tune the group commit of purchases.
+type PurchaseStoreOptions struct {
+	// MaxBatch bounds the purchases of one transaction.
+	MaxBatch int
+	// Writers is how many batches may be in flight at once.
+	Writers int
+	// Timeout bounds one batch's transaction.
+	Timeout        time.Duration
+	TracerProvider trace.TracerProvider
+	Logger         *slog.Logger
 }
 
-// NewPurchaseStore returns a PurchaseStore over db.
-func NewPurchaseStore(db *DB) *PurchaseStore { return &PurchaseStore{db: db} }
+// PurchaseStore implements flashsale.PurchaseStore with group commit: the
+// purchases of concurrent requests are sold in one transaction per batch, with
+// one set-based statement per step, and each request waits for its batch's
+// commit. Every purchase of a sale must update the sale's items_sold row, and
+// that row's lock is held through the commit's WAL flush; one update per
+// batch instead of one per purchase is what lets purchases scale.
+//
+// Every batch takes its row locks in one global order — the carts' claim
+// rows by code, the users' count rows by (sale, user), the items by id, the
+// sale rows last — so concurrent batches, of this instance or another, never
+// deadlock. The constraints (items sold once, user counts within the limit,
+// items_sold within the total) reject anything this logic might get wrong.
+type PurchaseStore struct {
+	db      *DB
+	opts    PurchaseStoreOptions
+	tracer  trace.Tracer
+	batches *batcher[*purchaseReq]
+}
 
-var (
-	qCartItems = newQuery("select", "checkout_attempts", `
-SELECT DISTINCT sale_id, user_id, item_id FROM checkout_attempts
-WHERE checkout_code = $1 AND checkout_code IS NOT NULL ORDER BY item_id`)
-	qClaimCart = newQuery("insert", "cart_purchases", `
-INSERT INTO cart_purchases (checkout_code, sale_id, user_id) VALUES ($1, $2, $3)
-ON CONFLICT (checkout_code) DO NOTHING`)
-	qCartResult = newQuery("select", "cart_purchases", `
-SELECT c.result, u.items_bought FROM cart_purchases c
-LEFT JOIN user_sale_counts u ON u.sale_id = c.sale_id AND u.user_id = c.user_id
-WHERE c.checkout_code = $1`)
-	qSaleWindow = newQuery("select", "sales", `
-SELECT now() >= started_at, now() < ended_at, user_item_limit FROM sales WHERE id = $1`)
-	qLockUser = newQuery("insert", "user_sale_counts", `
-INSERT INTO user_sale_counts (sale_id, user_id, item_limit) VALUES ($1, $2, $3)
-ON CONFLICT (sale_id, user_id) DO UPDATE SET items_bought = user_sale_counts.items_bought
-RETURNING items_bought, item_limit`)
-	qLockItems = newQuery("select", "items", `
-SELECT id, name, sold FROM items WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE`)
-	qSellItems = newQuery("update", "items", `
-WITH sold AS (
-    UPDATE items SET sold = true, sold_to_user_id = $3, sold_at = now()
-    WHERE id = ANY($4::bigint[]) AND NOT sold
-    RETURNING id
-)
-INSERT INTO purchases (sale_id, user_id, item_id, checkout_code)
-SELECT $1, $3, id, $2 FROM sold`)
-	qCountUser = newQuery("update", "user_sale_counts", `
-UPDATE user_sale_counts SET items_bought = items_bought + $3
-WHERE sale_id = $1 AND user_id = $2 RETURNING items_bought`)
-	qSaveResult = newQuery("update", "cart_purchases", `
-UPDATE cart_purchases SET items_purchased = $2, items_failed = $3, result = $4 WHERE checkout_code = $1`)
-	qCountSale = newQuery("update", "sales", `
-UPDATE sales SET items_sold = items_sold + $2 WHERE id = $1`)
-)
+type purchaseReq struct {
+	saleID int64
+	code   string
+	link   trace.Link
+	done   chan purchaseAnswer
+}
 
-// Purchase sells the cart's unsold items within the user's limit in one
-// READ COMMITTED transaction. Its locks are taken in one order by every
-// purchase — the cart's claim row, the user's count row, the items by id, the
-// sale row last — so purchases never deadlock, and the sale row, the one hot
-// row, is held only for the final update and the commit. The constraints
-// (items sold once, user counts within the limit, items_sold within the total)
-// reject anything this logic might get wrong.
+type purchaseAnswer struct {
+	p   *flashsale.Purchase
+	err error
+}
+
+// NewPurchaseStore returns a PurchaseStore over db and starts its writers.
+// Close stops them.
+func NewPurchaseStore(db *DB, opts PurchaseStoreOptions) *PurchaseStore {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 64
+	}
+	if opts.Writers <= 0 {
+		opts.Writers = 2
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = tracenoop.NewTracerProvider()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &PurchaseStore{db: db, opts: opts, tracer: opts.TracerProvider.Tracer(instrumentationName)}
+	s.batches = newBatcher("purchases", opts.MaxBatch, opts.Writers, s.write)
+	return s
+}
+
+// Close stops accepting purchases, sells the queued ones and stops the
+// writers.
+func (s *PurchaseStore) Close() error {
+	s.batches.close()
+	return nil
+}
+
+// Purchase queues the purchase for the next batch and returns its answer
+// once the batch has committed.
 func (s *PurchaseStore) Purchase(ctx context.Context, saleID int64, code string) (*flashsale.Purchase, error) {
-	var p *flashsale.Purchase
+	req := &purchaseReq{saleID: saleID, code: code, link: trace.LinkFromContext(ctx), done: make(chan purchaseAnswer, 1)}
+	if err := s.batches.submit(ctx, req); err != nil {
+		return nil, err
+	}
+	a := <-req.done
+	return a.p, a.err
+}
+
+// write sells one batch and answers its requests. When the database rejects
+// the batch for a reason other than an outage — a bug this code should not
+// have — each purchase is retried alone, so one cannot fail the others.
+func (s *PurchaseStore) write(batch []*purchaseReq) {
+	answers, err := s.sell(batch)
+	if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(batch) > 1 {
+		s.opts.Logger.Error("purchase batch rejected, selling carts one by one", "err", err, "purchases", len(batch))
+		for _, req := range batch {
+			a, err := s.sell([]*purchaseReq{req})
+			if err != nil {
+				req.done <- purchaseAnswer{err: err}
+				continue
+			}
+			req.done <- a[0]
+		}
+		return
+	}
+	for i, req := range batch {
+		if err != nil {
+			req.done <- purchaseAnswer{err: err}
+			continue
+		}
+		req.done <- answers[i]
+	}
+}
+
+// sell runs one batch's transaction, retried whole on serialization
+// failures, in a span under the first request, linked to every request.
+func (s *PurchaseStore) sell(batch []*purchaseReq) ([]purchaseAnswer, error) {
+	links := make([]trace.Link, 0, len(batch))
+	for _, req := range batch {
+		if req.link.SpanContext.IsValid() {
+			links = append(links, req.link)
+		}
+	}
+	ctx, span := batchContext(s.tracer, "purchases.commit", batch[0].link.SpanContext, links,
+		trace.WithAttributes(attribute.Int("purchases.batch_size", len(batch))))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	var answers []purchaseAnswer
 	err := s.db.transact(ctx, nil, func(tx *sql.Tx) error {
+		b := newPurchaseBatch(s.db, tx, batch)
 		var err error
-		p, err = s.purchase(ctx, tx, saleID, code)
+		answers, err = b.run(ctx)
 		return err
 	})
 	if err != nil {
-		return nil, err
+		err = translate(err)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "purchase batch")
+		return nil, fmt.Errorf("purchase: %w", err)
 	}
-	return p, nil
+	return answers, nil
 }
 
-func (s *PurchaseStore) purchase(ctx context.Context, tx *sql.Tx, saleID int64, code string) (*flashsale.Purchase, error) {
-	userID, itemIDs, err := s.cartItems(ctx, tx, saleID, code)
+var (
+	qBatchCartItems = newQuery("select", "checkout_attempts", `
+SELECT DISTINCT checkout_code, sale_id, user_id, item_id FROM checkout_attempts
+WHERE checkout_code = ANY($1::text[]) ORDER BY checkout_code, item_id`)
+	qBatchSaleWindows = newQuery("select", "sales", `
+SELECT id, now() >= started_at, now() < ended_at, user_item_limit FROM sales WHERE id = ANY($1::bigint[])`)
+	qBatchClaim = newQuery("insert", "cart_purchases", `
+INSERT INTO cart_purchases (checkout_code, sale_id, user_id)
+SELECT c, s, u FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(c, s, u) ORDER BY c
+ON CONFLICT (checkout_code) DO NOTHING
+RETURNING checkout_code`)
+	qBatchResults = newQuery("select", "cart_purchases", `
+SELECT c.checkout_code, c.result, u.items_bought FROM cart_purchases c
+LEFT JOIN user_sale_counts u ON u.sale_id = c.sale_id AND u.user_id = c.user_id
+WHERE c.checkout_code = ANY($1::text[])`)
+	qBatchLockUsers = newQuery("insert", "user_sale_counts", `
+INSERT INTO user_sale_counts (sale_id, user_id, item_limit)
+SELECT s, u, l FROM unnest($1::bigint[], $2::text[], $3::integer[]) AS t(s, u, l) ORDER BY s, u
+ON CONFLICT (sale_id, user_id) DO UPDATE SET items_bought = user_sale_counts.items_bought
+RETURNING sale_id, user_id, items_bought, item_limit`)
+	qBatchLockItems = newQuery("select", "items", `
+SELECT id, name, sold FROM items WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE`)
+	qBatchSell = newQuery("update", "items", `
+WITH sale AS (
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[]) AS t(id, u, c)
+), sold AS (
+    UPDATE items i SET sold = true, sold_to_user_id = sale.u, sold_at = now()
+    FROM sale WHERE i.id = sale.id AND NOT i.sold
+    RETURNING i.id, i.sale_id
+)
+INSERT INTO purchases (sale_id, user_id, item_id, checkout_code)
+SELECT sold.sale_id, sale.u, sold.id, sale.c FROM sold JOIN sale ON sale.id = sold.id`)
+	qBatchCountUsers = newQuery("update", "user_sale_counts", `
+UPDATE user_sale_counts c SET items_bought = c.items_bought + t.n
+FROM unnest($1::bigint[], $2::text[], $3::integer[]) AS t(s, u, n)
+WHERE c.sale_id = t.s AND c.user_id = t.u`)
+	qBatchSaveResults = newQuery("update", "cart_purchases", `
+UPDATE cart_purchases c SET items_purchased = t.p, items_failed = t.f, result = t.r::jsonb
+FROM unnest($1::text[], $2::integer[], $3::integer[], $4::text[]) AS t(code, p, f, r)
+WHERE c.checkout_code = t.code`)
+	qBatchCountSales = newQuery("update", "sales", `
+UPDATE sales s SET items_sold = s.items_sold + t.n
+FROM (SELECT * FROM unnest($1::bigint[], $2::integer[]) AS t(id, n) ORDER BY id) t
+WHERE s.id = t.id`)
+)
+
+// purchaseBatch is one batch's transaction: a fixed sequence of set-based
+// statements, whatever the batch's size.
+type purchaseBatch struct {
+	db    *DB
+	tx    *sql.Tx
+	reqs  []*purchaseReq
+	carts map[string]*cart // by code
+	// answers[i] answers reqs[i]; nil until decided.
+	answers []*purchaseAnswer
+}
+
+// cart is one code's cart as the attempt log holds it.
+type cart struct {
+	saleID  int64
+	userID  string
+	itemIDs []int64
+	first   int // index of the first request for this code; later ones replay it
+}
+
+type saleWindow struct {
+	started, running bool
+	limit            int
+}
+
+type userKey struct {
+	saleID int64
+	userID string
+}
+
+type userCount struct{ bought, limit, added int }
+
+func newPurchaseBatch(db *DB, tx *sql.Tx, reqs []*purchaseReq) *purchaseBatch {
+	return &purchaseBatch{db: db, tx: tx, reqs: reqs, carts: make(map[string]*cart, len(reqs)), answers: make([]*purchaseAnswer, len(reqs))}
+}
+
+func (b *purchaseBatch) fail(i int, err error) { b.answers[i] = &purchaseAnswer{err: err} }
+
+// run sells the batch and returns one answer per request.
+func (b *purchaseBatch) run(ctx context.Context) ([]purchaseAnswer, error) {
+	if err := b.readCarts(ctx); err != nil {
+		return nil, err
+	}
+	windows, err := b.readWindows(ctx)
 	if err != nil {
 		return nil, err
 	}
-	p := &flashsale.Purchase{SaleID: saleID, UserID: userID}
-
-	res, err := s.db.exec(ctx, tx, qClaimCart, code, saleID, userID)
+	claimed, err := b.claim(ctx, windows)
 	if err != nil {
-		return nil, fmt.Errorf("claim cart: %w", translate(err))
+		return nil, err
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return nil, fmt.Errorf("claim cart: %w", translate(err))
-	} else if n == 0 {
-		// Purchased before (or by a concurrent transaction that committed
-		// while this one waited on the claim row): answer as then.
-		return s.replay(ctx, tx, p, code)
+	if err := b.replay(ctx, claimed, windows); err != nil {
+		return nil, err
 	}
-
-	var started, running bool
-	var limit int
-	if err := s.db.queryRow(ctx, tx, qSaleWindow, saleID).Scan(&started, &running, &limit); err != nil {
-		return nil, fmt.Errorf("sale window: %w", translate(err))
-	}
-	if !started {
-		return nil, flashsale.Errorf(flashsale.ESaleNotStarted, "the sale has not started")
-	}
-	if !running {
-		return nil, flashsale.Errorf(flashsale.ESaleEnded, "the sale is over")
-	}
-
-	var bought int
-	if err := s.db.queryRow(ctx, tx, qLockUser, saleID, userID, limit).Scan(&bought, &limit); err != nil {
-		return nil, fmt.Errorf("lock user count: %w", translate(err))
-	}
-
-	rows, err := s.db.query(ctx, tx, qLockItems, itemIDs)
-	if err != nil {
-		return nil, fmt.Errorf("lock items: %w", translate(err))
-	}
-	var sell []int64
-	p.Result.Items = make([]flashsale.PurchasedItem, 0, len(itemIDs))
-	for rows.Next() {
-		var it flashsale.PurchasedItem
-		var sold bool
-		if err := rows.Scan(&it.ID, &it.Name, &sold); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("lock items: %w", translate(err))
-		}
-		if !sold && bought+len(sell) < limit {
-			sell = append(sell, it.ID)
-			it.Sold = true
-		}
-		p.Result.Items = append(p.Result.Items, it)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("lock items: %w", translate(err))
-	}
-
-	n := len(sell)
-	p.UserBought = bought
-	if n > 0 {
-		res, err := s.db.exec(ctx, tx, qSellItems, saleID, code, userID, sell)
-		if err != nil {
-			return nil, fmt.Errorf("sell items: %w", translate(err))
-		}
-		if got, err := res.RowsAffected(); err != nil || got != int64(n) {
-			// The items are locked and were unsold: anything else is a bug,
-			// and the transaction must not commit.
-			return nil, fmt.Errorf("sell items: sold %d of %d: %w", got, n, translate(err))
-		}
-		if err := s.db.queryRow(ctx, tx, qCountUser, saleID, userID, n).Scan(&p.UserBought); err != nil {
-			return nil, fmt.Errorf("count user items: %w", translate(err))
+	if len(claimed) > 0 {
+		if err := b.sellClaimed(ctx, claimed, windows); err != nil {
+			return nil, err
 		}
 	}
-	p.Result.TotalPurchased = n
-	p.Result.FailedCount = len(p.Result.Items) - n
-	p.Result.Success = n > 0
-	result, err := json.Marshal(p.Result)
-	if err != nil {
-		return nil, fmt.Errorf("encode result: %w", err)
-	}
-	if _, err := s.db.exec(ctx, tx, qSaveResult, code, n, p.Result.FailedCount, result); err != nil {
-		return nil, fmt.Errorf("save result: %w", translate(err))
-	}
-	if n > 0 {
-		if _, err := s.db.exec(ctx, tx, qCountSale, saleID, n); err != nil {
-			return nil, fmt.Errorf("count sale items: %w", translate(err))
+	out := make([]purchaseAnswer, len(b.reqs))
+	for i, req := range b.reqs {
+		if a := b.answers[i]; a != nil {
+			out[i] = *a
+			continue
 		}
+		// A repeated code in the batch answers as its first request.
+		first := b.answers[b.carts[req.code].first]
+		if first.err != nil {
+			out[i] = *first
+			continue
+		}
+		p := *first.p
+		p.Replay = true
+		out[i] = purchaseAnswer{p: &p}
 	}
-	return p, nil
+	return out, nil
 }
 
-// cartItems returns the user and the items of the cart named by code.
-func (s *PurchaseStore) cartItems(ctx context.Context, tx *sql.Tx, saleID int64, code string) (string, []int64, error) {
-	rows, err := s.db.query(ctx, tx, qCartItems, code)
+// readCarts reads the carts of the batch's codes. A code with no accepted
+// attempt, of another sale, or of several users is not a code this service
+// issued: ECodeNotFound.
+func (b *purchaseBatch) readCarts(ctx context.Context) error {
+	codes := make([]string, 0, len(b.reqs))
+	for i, req := range b.reqs {
+		if _, ok := b.carts[req.code]; ok {
+			continue
+		}
+		b.carts[req.code] = &cart{first: i}
+		codes = append(codes, req.code)
+	}
+	rows, err := b.db.query(ctx, b.tx, qBatchCartItems, codes)
 	if err != nil {
-		return "", nil, fmt.Errorf("cart items: %w", translate(err))
+		return fmt.Errorf("cart items: %w", err)
 	}
 	defer rows.Close()
-	var userID string
-	var ids []int64
+	bad := map[string]bool{}
 	for rows.Next() {
-		var sid sql.NullInt64
-		var uid string
-		var id int64
-		if err := rows.Scan(&sid, &uid, &id); err != nil {
-			return "", nil, fmt.Errorf("cart items: %w", translate(err))
+		var code, userID string
+		var saleID sql.NullInt64
+		var itemID int64
+		if err := rows.Scan(&code, &saleID, &userID, &itemID); err != nil {
+			return fmt.Errorf("cart items: %w", err)
 		}
-		if sid.Int64 != saleID || (userID != "" && uid != userID) {
-			// Codes embed their sale and belong to one user; a mismatch
-			// means the code is not one this service issued.
-			return "", nil, flashsale.Errorf(flashsale.ECodeNotFound, "no cart with this code")
+		c := b.carts[code]
+		if saleID.Int64 != b.reqs[c.first].saleID || (c.userID != "" && c.userID != userID) {
+			bad[code] = true
 		}
-		userID = uid
-		ids = append(ids, id)
+		c.saleID, c.userID = saleID.Int64, userID
+		c.itemIDs = append(c.itemIDs, itemID)
 	}
 	if err := rows.Err(); err != nil {
-		return "", nil, fmt.Errorf("cart items: %w", translate(err))
+		return fmt.Errorf("cart items: %w", err)
 	}
-	if len(ids) == 0 {
-		return "", nil, flashsale.Errorf(flashsale.ECodeNotFound, "no cart with this code")
+	for code, c := range b.carts {
+		if bad[code] || len(c.itemIDs) == 0 {
+			b.fail(c.first, flashsale.Errorf(flashsale.ECodeNotFound, "no cart with this code"))
+		}
 	}
-	return userID, ids, nil
+	return nil
 }
 
-func (s *PurchaseStore) replay(ctx context.Context, tx *sql.Tx, p *flashsale.Purchase, code string) (*flashsale.Purchase, error) {
-	var raw []byte
-	var bought sql.NullInt64
-	if err := s.db.queryRow(ctx, tx, qCartResult, code).Scan(&raw, &bought); err != nil {
-		return nil, fmt.Errorf("purchase result: %w", translate(err))
+// readWindows reads whether each sale of the batch is running, and its limit.
+func (b *purchaseBatch) readWindows(ctx context.Context) (map[int64]saleWindow, error) {
+	var ids []int64
+	for _, c := range b.carts {
+		if b.answers[c.first] == nil && !slices.Contains(ids, c.saleID) {
+			ids = append(ids, c.saleID)
+		}
 	}
-	if err := json.Unmarshal(raw, &p.Result); err != nil {
-		return nil, fmt.Errorf("decode purchase result: %w", err)
+	windows := make(map[int64]saleWindow, len(ids))
+	if len(ids) == 0 {
+		return windows, nil
 	}
-	p.Replay = true
-	p.UserBought = int(bought.Int64)
-	return p, nil
+	rows, err := b.db.query(ctx, b.tx, qBatchSaleWindows, ids)
+	if err != nil {
+		return nil, fmt.Errorf("sale windows: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		var w saleWindow
+		if err := rows.Scan(&id, &w.started, &w.running, &w.limit); err != nil {
+			return nil, fmt.Errorf("sale windows: %w", err)
+		}
+		windows[id] = w
+	}
+	return windows, rows.Err()
+}
+
+// claim inserts the claim rows of the carts of running sales, in code order;
+// it returns the codes claimed now. The others were purchased before (or by a
+// concurrent batch that committed while this one waited on the claim row).
+func (b *purchaseBatch) claim(ctx context.Context, windows map[int64]saleWindow) (map[string]bool, error) {
+	var codes, users []string
+	var sales []int64
+	for code, c := range b.carts {
+		if w := windows[c.saleID]; b.answers[c.first] == nil && w.started && w.running {
+			codes, sales, users = append(codes, code), append(sales, c.saleID), append(users, c.userID)
+		}
+	}
+	claimed := make(map[string]bool, len(codes))
+	if len(codes) == 0 {
+		return claimed, nil
+	}
+	rows, err := b.db.query(ctx, b.tx, qBatchClaim, codes, sales, users)
+	if err != nil {
+		return nil, fmt.Errorf("claim carts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var code string
+		if err := rows.Scan(&code); err != nil {
+			return nil, fmt.Errorf("claim carts: %w", err)
+		}
+		claimed[code] = true
+	}
+	return claimed, rows.Err()
+}
+
+// replay answers the carts not claimed now: with the result of their earlier
+// purchase, or, never purchased, with why their sale is not running.
+func (b *purchaseBatch) replay(ctx context.Context, claimed map[string]bool, windows map[int64]saleWindow) error {
+	var codes []string
+	for code, c := range b.carts {
+		if b.answers[c.first] == nil && !claimed[code] {
+			codes = append(codes, code)
+		}
+	}
+	if len(codes) == 0 {
+		return nil
+	}
+	rows, err := b.db.query(ctx, b.tx, qBatchResults, codes)
+	if err != nil {
+		return fmt.Errorf("purchase results: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var code string
+		var raw []byte
+		var bought sql.NullInt64
+		if err := rows.Scan(&code, &raw, &bought); err != nil {
+			return fmt.Errorf("purchase results: %w", err)
+		}
+		c := b.carts[code]
+		p := &flashsale.Purchase{SaleID: c.saleID, UserID: c.userID, Replay: true, UserBought: int(bought.Int64)}
+		if err := json.Unmarshal(raw, &p.Result); err != nil {
+			return fmt.Errorf("decode purchase result: %w", err)
+		}
+		b.answers[c.first] = &purchaseAnswer{p: p}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("purchase results: %w", err)
+	}
+	for _, code := range codes {
+		c := b.carts[code]
+		if b.answers[c.first] != nil {
+			continue
+		}
+		if w, ok := windows[c.saleID]; ok && !w.started {
+			b.fail(c.first, flashsale.Errorf(flashsale.ESaleNotStarted, "the sale has not started"))
+		} else {
+			b.fail(c.first, flashsale.Errorf(flashsale.ESaleEnded, "the sale is over"))
+		}
+	}
+	return nil
+}
+
+// sellClaimed locks the users' counts and the items (each in key order), sells
+// each claimed cart's unsold items within its user's limit in batch order,
+// and records the sales, the counts and each cart's result.
+func (b *purchaseBatch) sellClaimed(ctx context.Context, claimed map[string]bool, windows map[int64]saleWindow) error {
+	// Claimed carts in batch order: earlier requests buy first.
+	order := make([]string, 0, len(claimed))
+	for _, req := range b.reqs {
+		if c := b.carts[req.code]; claimed[req.code] && b.answers[c.first] == nil && !slices.Contains(order, req.code) {
+			order = append(order, req.code)
+		}
+	}
+	users, err := b.lockUsers(ctx, order, windows)
+	if err != nil {
+		return err
+	}
+	items, err := b.lockItems(ctx, order)
+	if err != nil {
+		return err
+	}
+
+	var sellIDs []int64
+	var sellUsers, sellCodes, resCodes, resJSON []string
+	var resBought, resFailed []int32
+	perSale := map[int64]int32{}
+	for _, code := range order {
+		c := b.carts[code]
+		u := users[userKey{c.saleID, c.userID}]
+		p := &flashsale.Purchase{SaleID: c.saleID, UserID: c.userID}
+		p.Result.Items = make([]flashsale.PurchasedItem, 0, len(c.itemIDs))
+		n := 0
+		for _, id := range c.itemIDs {
+			it := items[id]
+			if it == nil { // no such item: the foreign keys make it unreachable
+				it = &lockedItem{sold: true}
+			}
+			pi := flashsale.PurchasedItem{ID: id, Name: it.name}
+			if !it.sold && u.bought+u.added < u.limit {
+				it.sold, pi.Sold = true, true
+				u.added++
+				n++
+				sellIDs, sellUsers, sellCodes = append(sellIDs, id), append(sellUsers, c.userID), append(sellCodes, code)
+			}
+			p.Result.Items = append(p.Result.Items, pi)
+		}
+		p.Result.TotalPurchased = n
+		p.Result.FailedCount = len(p.Result.Items) - n
+		p.Result.Success = n > 0
+		p.UserBought = u.bought + u.added
+		perSale[c.saleID] += int32(n)
+		raw, err := json.Marshal(p.Result)
+		if err != nil {
+			return fmt.Errorf("encode result: %w", err)
+		}
+		resCodes, resJSON = append(resCodes, code), append(resJSON, string(raw))
+		resBought, resFailed = append(resBought, int32(n)), append(resFailed, int32(p.Result.FailedCount))
+		b.answers[c.first] = &purchaseAnswer{p: p}
+	}
+
+	if len(sellIDs) > 0 {
+		res, err := b.db.exec(ctx, b.tx, qBatchSell, sellIDs, sellUsers, sellCodes)
+		if err != nil {
+			return fmt.Errorf("sell items: %w", err)
+		}
+		if got, err := res.RowsAffected(); err != nil || got != int64(len(sellIDs)) {
+			// The items are locked and were unsold: anything else is a bug,
+			// and the transaction must not commit.
+			return fmt.Errorf("sell items: sold %d of %d: %w", got, len(sellIDs), err)
+		}
+		var cs []int64
+		var cu []string
+		var cn []int32
+		for k, u := range users {
+			if u.added > 0 {
+				cs, cu, cn = append(cs, k.saleID), append(cu, k.userID), append(cn, int32(u.added))
+			}
+		}
+		if _, err := b.db.exec(ctx, b.tx, qBatchCountUsers, cs, cu, cn); err != nil {
+			return fmt.Errorf("count user items: %w", err)
+		}
+	}
+	if _, err := b.db.exec(ctx, b.tx, qBatchSaveResults, resCodes, resBought, resFailed, resJSON); err != nil {
+		return fmt.Errorf("save results: %w", err)
+	}
+	var ss []int64
+	var sn []int32
+	for id, n := range perSale {
+		if n > 0 {
+			ss, sn = append(ss, id), append(sn, n)
+		}
+	}
+	if len(ss) > 0 {
+		if _, err := b.db.exec(ctx, b.tx, qBatchCountSales, ss, sn); err != nil {
+			return fmt.Errorf("count sale items: %w", err)
+		}
+	}
+	return nil
+}
+
+// lockUsers locks (creating when new) the count rows of the carts' users.
+func (b *purchaseBatch) lockUsers(ctx context.Context, order []string, windows map[int64]saleWindow) (map[userKey]*userCount, error) {
+	users := make(map[userKey]*userCount, len(order))
+	var ss []int64
+	var us []string
+	var ls []int32
+	for _, code := range order {
+		c := b.carts[code]
+		k := userKey{c.saleID, c.userID}
+		if _, ok := users[k]; !ok {
+			users[k] = &userCount{}
+			ss, us, ls = append(ss, k.saleID), append(us, k.userID), append(ls, int32(windows[k.saleID].limit))
+		}
+	}
+	rows, err := b.db.query(ctx, b.tx, qBatchLockUsers, ss, us, ls)
+	if err != nil {
+		return nil, fmt.Errorf("lock user counts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var k userKey
+		var bought, limit int
+		if err := rows.Scan(&k.saleID, &k.userID, &bought, &limit); err != nil {
+			return nil, fmt.Errorf("lock user counts: %w", err)
+		}
+		users[k].bought, users[k].limit = bought, limit
+	}
+	return users, rows.Err()
+}
+
+type lockedItem struct {
+	name string
+	sold bool
+}
+
+// lockItems locks the carts' items.
+func (b *purchaseBatch) lockItems(ctx context.Context, order []string) (map[int64]*lockedItem, error) {
+	var ids []int64
+	for _, code := range order {
+		ids = append(ids, b.carts[code].itemIDs...)
+	}
+	slices.Sort(ids)
+	ids = slices.Compact(ids)
+	rows, err := b.db.query(ctx, b.tx, qBatchLockItems, ids)
+	if err != nil {
+		return nil, fmt.Errorf("lock items: %w", err)
+	}
+	defer rows.Close()
+	items := make(map[int64]*lockedItem, len(ids))
+	for rows.Next() {
+		var id int64
+		it := &lockedItem{}
+		if err := rows.Scan(&id, &it.name, &it.sold); err != nil {
+			return nil, fmt.Errorf("lock items: %w", err)
+		}
+		items[id] = it
+	}
+	return items, rows.Err()
 }
 
 var (

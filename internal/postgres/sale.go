@@ -25,7 +25,7 @@ type SaleStore struct {
 // at each collection, so every instance reports the same values.
 func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 	s := &SaleStore{db: db}
-	m := mp.Meter("github.com/flashsale/flashsale/internal/postgres")
+	m := mp.Meter(instrumentationName)
 	total, err := m.Int64ObservableGauge("sale_items_total",
 		metric.WithDescription("Total number of items in the active sale"))
 	if err != nil {
