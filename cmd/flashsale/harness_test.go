@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/invariants"
 	"github.com/flashsale/flashsale/internal/telemetry"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
@@ -230,47 +231,18 @@ func MustCreateSale(t testing.TB, base string, items int, d time.Duration) saleR
 	return s
 }
 
-// checkInvariants verifies the sale's guarantees in PostgreSQL itself.
+// checkInvariants verifies the sale's guarantees in PostgreSQL itself and
+// returns the number of items sold.
 func checkInvariants(t *testing.T, db *sql.DB, saleID int64) (sold int) {
 	t.Helper()
-	ctx := context.Background()
-	var total, itemsSold, limit, soldItems, purchaseRows, distinctItems int
-	if err := db.QueryRowContext(ctx, `SELECT total_items, items_sold, user_item_limit FROM sales WHERE id = $1`, saleID).
-		Scan(&total, &itemsSold, &limit); err != nil {
-		t.Fatalf("sale %d: %v", saleID, err)
+	r, err := invariants.Check(context.Background(), db, saleID)
+	if err != nil {
+		t.Fatal(err)
 	}
-	must := func(q string, dst ...any) {
-		t.Helper()
-		if err := db.QueryRowContext(ctx, q, saleID).Scan(dst...); err != nil {
-			t.Fatalf("%s: %v", q, err)
-		}
+	for _, v := range r.Violations {
+		t.Errorf("sale %d: %s", saleID, v)
 	}
-	must(`SELECT count(*) FROM items WHERE sale_id = $1 AND sold`, &soldItems)
-	must(`SELECT count(*), count(DISTINCT item_id) FROM purchases WHERE sale_id = $1`, &purchaseRows, &distinctItems)
-	if soldItems > total {
-		t.Errorf("oversold: %d sold of %d", soldItems, total)
-	}
-	if itemsSold != soldItems || purchaseRows != soldItems || distinctItems != purchaseRows {
-		t.Errorf("counts disagree: sales.items_sold=%d sold items=%d purchases=%d distinct purchased items=%d",
-			itemsSold, soldItems, purchaseRows, distinctItems)
-	}
-	var overLimit, mismatched, countDrift int
-	must(`SELECT count(*) FROM (SELECT user_id FROM purchases WHERE sale_id = $1 GROUP BY user_id
-		HAVING count(*) > (SELECT user_item_limit FROM sales WHERE id = $1)) o`, &overLimit)
-	must(`SELECT count(*) FROM purchases p JOIN items i ON i.id = p.item_id
-		WHERE p.sale_id = $1 AND (NOT i.sold OR i.sold_to_user_id <> p.user_id)`, &mismatched)
-	must(`SELECT count(*) FROM user_sale_counts u WHERE u.sale_id = $1 AND u.items_bought <>
-		(SELECT count(*) FROM purchases p WHERE p.sale_id = u.sale_id AND p.user_id = u.user_id)`, &countDrift)
-	if overLimit > 0 {
-		t.Errorf("%d users over the limit of %d", overLimit, limit)
-	}
-	if mismatched > 0 {
-		t.Errorf("%d purchases disagree with their item", mismatched)
-	}
-	if countDrift > 0 {
-		t.Errorf("%d user counts disagree with purchases", countDrift)
-	}
-	return soldItems
+	return r.SoldItems
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

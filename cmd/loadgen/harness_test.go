@@ -1,0 +1,281 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
+)
+
+const testAdminToken = "loadgen-test-token"
+
+var (
+	binDir    string // removed when the tests end
+	buildOnce sync.Once
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "loadgen-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// mustServiceBinary builds the service once per test binary. loadgen talks
+// to it as to any deployment: over HTTP, in another process.
+func mustServiceBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(binDir, "flashsale")
+	buildOnce.Do(func() {
+		gobin, err := exec.LookPath("go") // go test puts $GOROOT/bin first on PATH
+		if err != nil {
+			buildErr = err
+			return
+		}
+		out, err := exec.Command(gobin, "build", "-o", bin, "github.com/flashsale/flashsale/cmd/flashsale").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return bin
+}
+
+// syncBuffer collects output written by several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// service is a running flashsale process on its own database and Redis
+// prefix.
+type service struct {
+	URL         string
+	DatabaseURL string
+}
+
+// mustService starts the service with a fresh database and Redis prefix and
+// waits until it is ready; it is stopped when the test ends. env adds to or
+// overrides its environment.
+func mustService(t *testing.T, env ...string) *service {
+	t.Helper()
+	dbURL := testenv.MustDatabase(t) // skips, unless required, before the build
+	redisURL, prefix := testenv.MustRedis(t)
+	bin := mustServiceBinary(t)
+	cmd := exec.Command(bin)
+	cmd.Env = append([]string{
+		"HTTP_ADDR=127.0.0.1:0",
+		"DATABASE_URL=" + dbURL,
+		"REDIS_URL=" + redisURL,
+		"REDIS_KEY_PREFIX=" + prefix,
+		"ADMIN_TOKEN=" + testAdminToken,
+		"SALE_ITEMS=300",
+		"LOG_LEVEL=info", // "listening" is logged at info
+	}, env...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	addr := make(chan string, 1)
+	go func() {
+		defer close(exited)
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			fmt.Fprintln(logs, sc.Text())
+			var line struct{ Msg, Addr string }
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
+				select {
+				case addr <- line.Addr:
+				default:
+				}
+			}
+		}
+		_ = cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+			t.Errorf("the service did not stop on SIGTERM")
+		}
+		if t.Failed() {
+			out := logs.String()
+			t.Logf("service log (tail):\n%s", out[max(0, len(out)-4000):])
+		}
+	})
+	s := &service{DatabaseURL: dbURL}
+	select {
+	case a := <-addr:
+		s.URL = "http://" + a
+	case <-exited:
+		t.Fatalf("the service exited:\n%s", logs)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the service did not listen:\n%s", logs)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		resp, err := http.Get(s.URL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return s
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the service is not ready:\n%s", logs)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// noEnv keeps the tests' environment (DATABASE_URL, ADMIN_TOKEN) out of
+// loadgen's defaults.
+func noEnv(string) string { return "" }
+
+// mustRun runs loadgen with -json and returns its report. wantErr says
+// whether the run is expected to fail.
+func mustRun(t *testing.T, wantErr bool, args ...string) *Report {
+	t.Helper()
+	var stdout, stderr syncBuffer
+	err := run(context.Background(), append(args, "-json"), noEnv, &stdout, &stderr)
+	if (err != nil) != wantErr {
+		t.Fatalf("loadgen %s: err = %v, want error: %v\nstdout:\n%s\nstderr:\n%s",
+			strings.Join(args, " "), err, wantErr, stdout.String(), stderr.String())
+	}
+	raw := []byte(stdout.String())
+	var rep Report
+	if err := json.Unmarshal(raw, &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, raw)
+	}
+	checkJSONFields(t, raw)
+	checkSane(t, &rep)
+	return &rep
+}
+
+// checkJSONFields checks that the documented top-level fields are there:
+// scripts depend on their names.
+func checkJSONFields(t *testing.T, raw []byte) {
+	t.Helper()
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{
+		"profile", "target", "run_id", "settings", "sale", "started_at", "duration_seconds", "ended_by", "totals",
+		"endpoints", "items_sold_by_run", "sold_out", "time_to_sell_out_seconds", "double_fires", "open_loop",
+		"client_violations", "invariants", "timeline", "result", "failures",
+	} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("JSON report lacks %q", k)
+		}
+	}
+}
+
+// checkSane checks what holds in every report.
+func checkSane(t *testing.T, r *Report) {
+	t.Helper()
+	var sum int64
+	for _, e := range r.Endpoints {
+		sum += e.Requests
+		l := e.Latency
+		if e.Requests <= 0 || l.P50 <= 0 || l.P50 > l.P90 || l.P90 > l.P99 || l.P99 > l.P999 || l.P999 > l.Max {
+			t.Errorf("%s: %d requests with latency %+v", e.Endpoint, e.Requests, l)
+		}
+		var answered int64
+		for _, n := range e.Statuses {
+			answered += n
+		}
+		if answered > e.Requests {
+			t.Errorf("%s: %d answers for %d requests", e.Endpoint, answered, e.Requests)
+		}
+	}
+	if sum != r.Totals.Requests || sum == 0 {
+		t.Errorf("endpoints sum to %d requests, totals say %d", sum, r.Totals.Requests)
+	}
+	if tt := r.Totals; tt.OK+tt.Rejected+tt.Unavailable+tt.ServerErrors+tt.NoAnswer != tt.Requests {
+		t.Errorf("totals do not add up: %+v", tt)
+	}
+	if r.DurationSeconds <= 0 || r.Totals.RPS <= 0 || len(r.Timeline) == 0 {
+		t.Errorf("duration %.2fs, %.1f req/s, %d seconds of timeline", r.DurationSeconds, r.Totals.RPS, len(r.Timeline))
+	}
+	if (r.Result == resultPass) != (len(r.Failures) == 0) {
+		t.Errorf("result %s with failures %q", r.Result, r.Failures)
+	}
+}
+
+func (r *Report) endpoint(t *testing.T, ep endpoint) EndpointReport {
+	t.Helper()
+	for _, e := range r.Endpoints {
+		if e.Endpoint == string(ep) {
+			return e
+		}
+	}
+	t.Fatalf("no %s in the report: %+v", ep, r.Endpoints)
+	return EndpointReport{}
+}
+
+// startTrivial runs serve-trivial in-process on a free port and returns its
+// URL; it stops when the test ends.
+func startTrivial(t *testing.T, items int) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"serve-trivial", "-addr", "127.0.0.1:0", "-items", fmt.Sprint(items)}, noEnv, &out, &out)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve-trivial: %v", err)
+		}
+	})
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if _, addr, ok := strings.Cut(out.String(), "listening on "); ok {
+			return "http://" + strings.TrimSpace(addr)
+		}
+	}
+	t.Fatalf("serve-trivial did not listen: %s", out.String())
+	return ""
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestServerErrorsFailTheRun runs steady against a fake target whose
+// checkouts fail: a 5xx other than 503 fails the run, a 503 does not.
+func TestServerErrorsFailTheRun(t *testing.T) {
+	for _, tc := range []struct {
+		status  int
+		code    string
+		wantErr bool
+	}{
+		{http.StatusInternalServerError, "internal_error", true},
+		{http.StatusBadGateway, "bad_gateway", true},
+		{http.StatusServiceUnavailable, "service_unavailable", false},
+	} {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
+			trivial := newTrivialHandler(20, time.Now())
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/checkout" {
+					writeJSON(w, tc.status, apiError{tc.code, "failing on purpose"})
+					return
+				}
+				trivial.ServeHTTP(w, r)
+			}))
+			defer srv.Close()
+			r := mustRun(t, tc.wantErr, "-target", srv.URL, "-profile", "steady", "-concurrency", "2", "-duration", "300ms")
+			e := r.endpoint(t, epCheckout)
+			if e.Errors[tc.code] != e.Requests || e.Statuses[fmt.Sprint(tc.status)] != e.Requests {
+				t.Errorf("checkout errors %v, statuses %v of %d", e.Errors, e.Statuses, e.Requests)
+			}
+			failed := strings.Contains(strings.Join(r.Failures, " "), "5xx other than 503")
+			if failed != tc.wantErr || (r.Result == resultFail) != tc.wantErr {
+				t.Errorf("result %s, failures %q", r.Result, r.Failures)
+			}
+		})
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for name, args := range map[string][]string{
+		"unknown profile":           {"-profile", "burst"},
+		"create-sale without token": {"-create-sale"},
+		"double-fire above 1":       {"-double-fire", "1.5"},
+		"target not a URL":          {"-target", "localhost:8080"},
+		"stray argument":            {"flash"},
+		"unknown flag":              {"-rps", "10"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(t.Context(), args, noEnv, &out, &out)
+			if !errors.Is(err, errUsage) {
+				t.Errorf("err = %v, want a usage error", err)
+			}
+		})
+	}
+}
+
+// TestPersonaMix checks that the seed's shares hold exactly.
+func TestPersonaMix(t *testing.T) {
+	got := map[string]int{}
+	for n := range 200 {
+		got[personaOf(n, 200).name]++
+	}
+	if want := map[string]int{"aggressive": 20, "normal": 120, "browser": 60}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("personas of 200 users: %v, want %v", got, want)
+	}
+}
+
+func TestItemPool(t *testing.T) {
+	p := newItemPool([]int64{1, 2, 3})
+	rng := rand.New(rand.NewPCG(1, 2))
+	if n := p.remove(2); n != 2 {
+		t.Errorf("remove left %d", n)
+	}
+	if n := p.remove(2); n != 2 {
+		t.Errorf("removing twice left %d", n)
+	}
+	for range 50 {
+		if id, ok := p.pick(rng); !ok || id == 2 {
+			t.Fatalf("pick = %d, %v", id, ok)
+		}
+	}
+	p.remove(1)
+	p.remove(3)
+	if _, ok := p.pick(rng); ok || p.len() != 0 {
+		t.Error("an empty pool gave an item")
+	}
+}
+
+// TestPurchaseLedger feeds the ledger what a broken service could answer.
+func TestPurchaseLedger(t *testing.T) {
+	l := newPurchaseLedger(3)
+	var sold []int64
+	note := func(id int64) { sold = append(sold, id) }
+	a := purchaseAnswer{Success: true, TotalPurchased: 2, Items: []purchasedItem{{1, true}, {2, true}, {3, false}}}
+	if n := l.purchased("A", a, note); n != 2 {
+		t.Errorf("first answer sold %d", n)
+	}
+	if n := l.purchased("A", a, note); n != 0 {
+		t.Errorf("a replay sold %d", n)
+	}
+	if _, _, v := l.state(); len(v) != 0 {
+		t.Errorf("violations of a correct service: %q", v)
+	}
+	l.purchased("A", purchaseAnswer{Success: true, TotalPurchased: 1, Items: []purchasedItem{{1, true}}}, note)
+	l.purchased("B", purchaseAnswer{Success: true, TotalPurchased: 2, Items: []purchasedItem{{2, true}, {3, true}}}, note)
+	got, _, v := l.state()
+	want := []string{"answered differently on replay", "item 2 reported sold to two carts"}
+	if len(v) != len(want) || got != 3 || fmt.Sprint(sold) != "[1 2 3]" {
+		t.Fatalf("sold %d %v, violations %q", got, sold, v)
+	}
+	for i, w := range want {
+		if !strings.Contains(v[i], w) {
+			t.Errorf("violation %q, want %q", v[i], w)
+		}
+	}
+}
+
+// TestHTMLReport renders a report without a service: charts are there and
+// nothing is loaded from the network.
+func TestHTMLReport(t *testing.T) {
+	sold := []int{0, 40, 100}
+	r := &Report{Profile: profileFlash, Target: "http://127.0.0.1:1", Result: resultFail, Failures: []string{"<b>x</b>"},
+		Sale: SaleReport{ID: 7, TotalItems: 100, ItemsSold: 100}}
+	for i := range 3 {
+		r.Timeline = append(r.Timeline, Second{T: i, Requests: map[string]int64{string(epCheckout): int64(10 * i)},
+			P50Ms: map[string]float64{string(epCheckout): 1.5}, P99Ms: map[string]float64{string(epCheckout): 9}, ItemsSold: &sold[i]})
+	}
+	r.Endpoints = []EndpointReport{{Endpoint: string(epCheckout), Requests: 30, Statuses: map[string]int64{"200": 30}}}
+	path := filepath.Join(t.TempDir(), "r.html")
+	if err := writeHTMLFile(path, r); err != nil {
+		t.Fatal(err)
+	}
+	checkHTML(t, path)
+	raw, _ := os.ReadFile(path)
+	if strings.Contains(string(raw), "<b>x</b>") {
+		t.Error("a failure was not escaped")
+	}
+}
+
+func TestNiceStep(t *testing.T) {
+	for _, tc := range []struct{ top, n, want float64 }{{100, 5, 20}, {7, 5, 2}, {0.9, 5, 0.2}, {12345, 10, 2000}, {0, 5, 1}} {
+		if got := niceStep(tc.top, int(tc.n)); got != tc.want {
+			t.Errorf("niceStep(%v, %v) = %v, want %v", tc.top, tc.n, got, tc.want)
+		}
+	}
+}
