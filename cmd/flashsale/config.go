@@ -14,6 +14,7 @@ import (
 type Config struct {
 	HTTPAddr        string        // HTTP_ADDR
 	MetricsAddr     string        // METRICS_ADDR: serve /metrics on its own listener when set
+	PprofAddr       string        // PPROF_ADDR: serve net/http/pprof on its own listener when set
 	DatabaseURL     string        // DATABASE_URL
 	RedisURL        string        // REDIS_URL
 	RedisKeyPrefix  string        // REDIS_KEY_PREFIX
@@ -59,6 +60,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	c := Config{
 		HTTPAddr:        env("HTTP_ADDR", ":8080"),
 		MetricsAddr:     getenv("METRICS_ADDR"),
+		PprofAddr:       getenv("PPROF_ADDR"),
 		DatabaseURL:     env("DATABASE_URL", "postgres://flashsale@127.0.0.1:55432/flashsale?sslmode=disable"),
 		RedisURL:        env("REDIS_URL", "redis://127.0.0.1:56379/0"),
 		RedisKeyPrefix:  env("REDIS_KEY_PREFIX", "flashsale"),
@@ -95,6 +97,7 @@ func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("metrics_addr", c.MetricsAddr),
+		slog.String("pprof_addr", c.PprofAddr),
 		slog.String("database_url", redactURL(c.DatabaseURL)),
 		slog.String("redis_url", redactURL(c.RedisURL)),
 		slog.String("redis_key_prefix", c.RedisKeyPrefix),

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -117,6 +118,19 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		mux.Handle("GET /metrics", tel.MetricsHandler)
 		servers = append(servers, newServer(Config{HTTPAddr: cfg.MetricsAddr}, mux))
 	}
+	if cfg.PprofAddr != "" {
+		// Profiles of a live instance, on a listener of their own that
+		// should stay private (loopback or a port no one outside reaches).
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		srv := newServer(Config{HTTPAddr: cfg.PprofAddr}, mux)
+		srv.WriteTimeout = 0 // a CPU profile takes as long as it is asked to
+		servers = append(servers, srv)
+	}
 	serveErr := make(chan error, len(servers))
 	for i, srv := range servers {
 		ln, err := net.Listen("tcp", srv.Addr)
@@ -175,6 +189,9 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	}
 	if err := purchases.Close(); err != nil {
 		log.Warn("purchase store close", "err", err)
+	}
+	if err := cache.Close(); err != nil {
+		log.Warn("cache close", "err", err)
 	}
 	log.Info("stopped")
 	return nil

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/batch"
 	"github.com/flashsale/flashsale/internal/flashsale"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -36,7 +37,7 @@ type AttemptLog struct {
 	db      *DB
 	opts    AttemptLogOptions
 	tracer  trace.Tracer
-	batches *batcher[*attemptReq]
+	batches *batch.Batcher[*attemptReq]
 	cols    sync.Pool // *attemptColumns
 }
 
@@ -68,7 +69,7 @@ func NewAttemptLog(db *DB, opts AttemptLogOptions) *AttemptLog {
 		tracer: opts.TracerProvider.Tracer(instrumentationName),
 	}
 	l.cols.New = func() any { return newAttemptColumns(opts.MaxBatch) }
-	l.batches = newBatcher("attempt log", opts.MaxBatch, opts.Writers, l.write)
+	l.batches = batch.New("attempt log", opts.MaxBatch, opts.Writers, l.write)
 	return l
 }
 
@@ -79,7 +80,7 @@ func (l *AttemptLog) Record(ctx context.Context, a flashsale.Attempt) error {
 	req := attemptReqPool.Get().(*attemptReq)
 	req.a = a
 	req.link = trace.LinkFromContext(ctx)
-	if err := l.batches.submit(ctx, req); err != nil {
+	if err := l.batches.Submit(ctx, req); err != nil {
 		attemptReqPool.Put(req)
 		return err
 	}
@@ -91,25 +92,25 @@ func (l *AttemptLog) Record(ctx context.Context, a flashsale.Attempt) error {
 
 // Close stops accepting attempts, writes the queued ones and stops the writers.
 func (l *AttemptLog) Close() error {
-	l.batches.close()
+	l.batches.Close()
 	return nil
 }
 
 // write commits one batch and answers its requests.
-func (l *AttemptLog) write(batch []*attemptReq) {
+func (l *AttemptLog) write(reqs []*attemptReq) {
 	cols := l.cols.Get().(*attemptColumns)
 	defer l.cols.Put(cols)
-	err := l.insert(batch, cols)
-	if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(batch) > 1 {
+	err := l.insert(reqs, cols)
+	if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(reqs) > 1 {
 		// A row the database rejects must not fail the others: each gets
 		// its own answer. Validated input makes this unreachable in practice.
-		l.opts.Logger.Error("checkout attempt batch rejected, writing rows one by one", "err", err, "rows", len(batch))
-		for _, req := range batch {
+		l.opts.Logger.Error("checkout attempt batch rejected, writing rows one by one", "err", err, "rows", len(reqs))
+		for _, req := range reqs {
 			req.done <- l.insert([]*attemptReq{req}, cols)
 		}
 		return
 	}
-	for _, req := range batch {
+	for _, req := range reqs {
 		req.done <- err
 	}
 }
@@ -137,22 +138,22 @@ FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t
 
 // insert writes a batch in one statement (one implicit transaction), in a
 // span under the first request and linked to every request it carries.
-func (l *AttemptLog) insert(batch []*attemptReq, cols *attemptColumns) error {
-	links := make([]trace.Link, 0, len(batch))
-	for _, req := range batch {
+func (l *AttemptLog) insert(reqs []*attemptReq, cols *attemptColumns) error {
+	links := make([]trace.Link, 0, len(reqs))
+	for _, req := range reqs {
 		if req.link.SpanContext.IsValid() {
 			links = append(links, req.link)
 		}
 	}
-	ctx, span := batchContext(l.tracer, "checkout_attempts.flush", batch[0].link.SpanContext, links,
-		trace.WithAttributes(attribute.Int("checkout_attempts.batch_size", len(batch))))
+	ctx, span := batch.Start(l.tracer, "checkout_attempts.flush", reqs[0].link.SpanContext, links,
+		trace.WithAttributes(attribute.Int("checkout_attempts.batch_size", len(reqs))))
 	defer span.End()
 	ctx, cancel := context.WithTimeout(ctx, l.opts.Timeout)
 	defer cancel()
 
 	c := cols
 	c.saleIDs, c.userIDs, c.itemIDs, c.codes, c.outcomes = c.saleIDs[:0], c.userIDs[:0], c.itemIDs[:0], c.codes[:0], c.outcomes[:0]
-	for _, req := range batch {
+	for _, req := range reqs {
 		c.saleIDs = append(c.saleIDs, req.a.SaleID)
 		c.userIDs = append(c.userIDs, req.a.UserID)
 		c.itemIDs = append(c.itemIDs, req.a.ItemID)

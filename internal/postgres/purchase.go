@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/flashsale/flashsale/internal/batch"
 	"github.com/flashsale/flashsale/internal/flashsale"
 )
 
@@ -47,7 +48,7 @@ type PurchaseStore struct {
 	db      *DB
 	opts    PurchaseStoreOptions
 	tracer  trace.Tracer
-	batches *batcher[*purchaseReq]
+	batches *batch.Batcher[*purchaseReq]
 }
 
 type purchaseReq struct {
@@ -81,14 +82,14 @@ func NewPurchaseStore(db *DB, opts PurchaseStoreOptions) *PurchaseStore {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &PurchaseStore{db: db, opts: opts, tracer: opts.TracerProvider.Tracer(instrumentationName)}
-	s.batches = newBatcher("purchases", opts.MaxBatch, opts.Writers, s.write)
+	s.batches = batch.New("purchases", opts.MaxBatch, opts.Writers, s.write)
 	return s
 }
 
 // Close stops accepting purchases, sells the queued ones and stops the
 // writers.
 func (s *PurchaseStore) Close() error {
-	s.batches.close()
+	s.batches.Close()
 	return nil
 }
 
@@ -96,7 +97,7 @@ func (s *PurchaseStore) Close() error {
 // once the batch has committed.
 func (s *PurchaseStore) Purchase(ctx context.Context, saleID int64, code string) (*flashsale.Purchase, error) {
 	req := &purchaseReq{saleID: saleID, code: code, link: trace.LinkFromContext(ctx), done: make(chan purchaseAnswer, 1)}
-	if err := s.batches.submit(ctx, req); err != nil {
+	if err := s.batches.Submit(ctx, req); err != nil {
 		return nil, err
 	}
 	a := <-req.done
@@ -106,11 +107,11 @@ func (s *PurchaseStore) Purchase(ctx context.Context, saleID int64, code string)
 // write sells one batch and answers its requests. When the database rejects
 // the batch for a reason other than an outage — a bug this code should not
 // have — each purchase is retried alone, so one cannot fail the others.
-func (s *PurchaseStore) write(batch []*purchaseReq) {
-	answers, err := s.sell(batch)
-	if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(batch) > 1 {
-		s.opts.Logger.Error("purchase batch rejected, selling carts one by one", "err", err, "purchases", len(batch))
-		for _, req := range batch {
+func (s *PurchaseStore) write(reqs []*purchaseReq) {
+	answers, err := s.sell(reqs)
+	if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(reqs) > 1 {
+		s.opts.Logger.Error("purchase batch rejected, selling carts one by one", "err", err, "purchases", len(reqs))
+		for _, req := range reqs {
 			a, err := s.sell([]*purchaseReq{req})
 			if err != nil {
 				req.done <- purchaseAnswer{err: err}
@@ -120,7 +121,7 @@ func (s *PurchaseStore) write(batch []*purchaseReq) {
 		}
 		return
 	}
-	for i, req := range batch {
+	for i, req := range reqs {
 		if err != nil {
 			req.done <- purchaseAnswer{err: err}
 			continue
@@ -131,21 +132,21 @@ func (s *PurchaseStore) write(batch []*purchaseReq) {
 
 // sell runs one batch's transaction, retried whole on serialization
 // failures, in a span under the first request, linked to every request.
-func (s *PurchaseStore) sell(batch []*purchaseReq) ([]purchaseAnswer, error) {
-	links := make([]trace.Link, 0, len(batch))
-	for _, req := range batch {
+func (s *PurchaseStore) sell(reqs []*purchaseReq) ([]purchaseAnswer, error) {
+	links := make([]trace.Link, 0, len(reqs))
+	for _, req := range reqs {
 		if req.link.SpanContext.IsValid() {
 			links = append(links, req.link)
 		}
 	}
-	ctx, span := batchContext(s.tracer, "purchases.commit", batch[0].link.SpanContext, links,
-		trace.WithAttributes(attribute.Int("purchases.batch_size", len(batch))))
+	ctx, span := batch.Start(s.tracer, "purchases.commit", reqs[0].link.SpanContext, links,
+		trace.WithAttributes(attribute.Int("purchases.batch_size", len(reqs))))
 	defer span.End()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	var answers []purchaseAnswer
 	err := s.db.transact(ctx, nil, func(tx *sql.Tx) error {
-		b := newPurchaseBatch(s.db, tx, batch)
+		b := newPurchaseBatch(s.db, tx, reqs)
 		var err error
 		answers, err = b.run(ctx)
 		return err

@@ -56,7 +56,11 @@ type CacheOptions struct {
 	// RotationLockTTL bounds how long a crashed instance can hold the lock of
 	// sale rotation.
 	RotationLockTTL time.Duration
-	MeterProvider   metric.MeterProvider
+	// PipelineMax bounds the script calls of one pipeline, PipelineWriters
+	// the pipelines in flight, CommandTimeout one pipeline's round trip.
+	PipelineMax, PipelineWriters int
+	CommandTimeout               time.Duration
+	MeterProvider                metric.MeterProvider
 }
 
 // Cache implements flashsale.Cache on Redis, one Lua script per operation so
@@ -66,6 +70,7 @@ type Cache struct {
 	opts         CacheOptions
 	purchaseLock *lockType
 	rotationLock *lockType
+	pipe         *pipeliner
 }
 
 // NewCache returns the fast path over c.
@@ -85,11 +90,30 @@ func NewCache(c *Client, opts CacheOptions) (*Cache, error) {
 	if opts.RotationLockTTL <= 0 {
 		opts.RotationLockTTL = 30 * time.Second
 	}
+	if opts.PipelineMax <= 0 {
+		opts.PipelineMax = 128
+	}
+	if opts.PipelineWriters <= 0 {
+		opts.PipelineWriters = 4
+	}
+	if opts.CommandTimeout <= 0 {
+		opts.CommandTimeout = 3 * time.Second
+	}
 	lm, err := newLockMetrics(opts.MeterProvider)
 	if err != nil {
 		return nil, err
 	}
-	return &Cache{c: c, opts: opts, purchaseLock: lm.lockType("purchase"), rotationLock: lm.lockType("sale_rotation")}, nil
+	return &Cache{
+		c: c, opts: opts,
+		purchaseLock: lm.lockType("purchase"), rotationLock: lm.lockType("sale_rotation"),
+		pipe: newPipeliner(c.rdb, opts.PipelineMax, opts.PipelineWriters, opts.CommandTimeout),
+	}, nil
+}
+
+// Close sends the calls still queued and stops the pipeline writers.
+func (c *Cache) Close() error {
+	c.pipe.close()
+	return nil
 }
 
 // saleKeys are the keys of one sale's state.
@@ -119,7 +143,7 @@ func (c *Cache) expireAt(s *flashsale.Sale) int64 {
 // AddToCart implements flashsale.Cache.
 func (c *Cache) AddToCart(ctx context.Context, s *flashsale.Sale, userID string, seq int, newCode string) (flashsale.CartAdd, error) {
 	k := c.keys(s.ID)
-	res, err := addToCartScript.Run(ctx, c.c.rdb,
+	res, err := c.pipe.run(ctx, addToCartScript,
 		[]string{k.ready, k.sold, k.bought, k.cart, k.cartn, k.items, k.codes},
 		userID, seq, newCode, s.UserItemLimit, c.expireAt(s)).Slice()
 	if err != nil {
@@ -146,7 +170,7 @@ func (c *Cache) AddToCart(ctx context.Context, s *flashsale.Sale, userID string,
 // RemoveFromCart implements flashsale.Cache.
 func (c *Cache) RemoveFromCart(ctx context.Context, s *flashsale.Sale, code string, seq int) error {
 	k := c.keys(s.ID)
-	if err := removeFromCartScript.Run(ctx, c.c.rdb, []string{k.cartn, k.items}, code, seq).Err(); err != nil {
+	if err := c.pipe.run(ctx, removeFromCartScript, []string{k.cartn, k.items}, code, seq).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -185,7 +209,7 @@ func (c *Cache) Load(ctx context.Context, s *flashsale.Sale, st *flashsale.SaleS
 		return unavailable(err)
 	}
 	keys := append([]string{k.ready, k.sold, k.bought, k.cart, k.cartn, k.items, k.codes}, staged...)
-	if err := commitLoadScript.Run(ctx, c.c.rdb, keys, c.expireAt(s)).Err(); err != nil {
+	if err := c.pipe.run(ctx, commitLoadScript, keys, c.expireAt(s)).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -212,7 +236,7 @@ func (c *Cache) lockKey(k saleKeys, code string) string { return k.base + "lock:
 func (c *Cache) LockPurchase(ctx context.Context, s *flashsale.Sale, code string) (string, error) {
 	k := c.keys(s.ID)
 	token := newToken()
-	status, err := lockPurchaseScript.Run(ctx, c.c.rdb, []string{k.ready, k.codes, c.lockKey(k, code)},
+	status, err := c.pipe.run(ctx, lockPurchaseScript, []string{k.ready, k.codes, c.lockKey(k, code)},
 		code, token, c.opts.PurchaseLockTTL.Milliseconds(), c.opts.LoadGrace.Milliseconds()).Text()
 	if err != nil {
 		c.purchaseLock.attempted(ctx, lockError)
@@ -235,7 +259,7 @@ func (c *Cache) LockPurchase(ctx context.Context, s *flashsale.Sale, code string
 // UnlockPurchase implements flashsale.Cache.
 func (c *Cache) UnlockPurchase(ctx context.Context, s *flashsale.Sale, code, token string) error {
 	c.releasedAt(ctx, token)
-	if err := unlockScript.Run(ctx, c.c.rdb, []string{c.lockKey(c.keys(s.ID), code)}, token).Err(); err != nil {
+	if err := c.pipe.run(ctx, unlockScript, []string{c.lockKey(c.keys(s.ID), code)}, token).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -253,7 +277,7 @@ func (c *Cache) CompletePurchase(ctx context.Context, s *flashsale.Sale, code, t
 			args = append(args, seq)
 		}
 	}
-	if err := completePurchaseScript.Run(ctx, c.c.rdb, []string{k.sold, k.bought, k.cart, c.lockKey(k, code)}, args...).Err(); err != nil {
+	if err := c.pipe.run(ctx, completePurchaseScript, []string{k.sold, k.bought, k.cart, c.lockKey(k, code)}, args...).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -285,7 +309,7 @@ func (c *Cache) LockRotation(ctx context.Context) (unlock func(context.Context),
 	return func(ctx context.Context) {
 		c.rotationLock.released(ctx, since)
 		// A failed release leaves the lock to expire after RotationLockTTL.
-		_ = unlockScript.Run(ctx, c.c.rdb, []string{key}, token).Err()
+		_ = c.pipe.run(ctx, unlockScript, []string{key}, token).Err()
 	}, true, nil
 }
 

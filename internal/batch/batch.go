@@ -1,4 +1,6 @@
-package postgres
+// Package batch gathers concurrent requests into batches: group commit for
+// PostgreSQL, pipelining for Redis.
+package batch
 
 import (
 	"context"
@@ -10,28 +12,28 @@ import (
 	"github.com/flashsale/flashsale/internal/flashsale"
 )
 
-// instrumentationName names this package's meter and tracer.
-const instrumentationName = "github.com/flashsale/flashsale/internal/postgres"
-
-// batcher is group commit: concurrent requests queue up, and each of a few
+// Batcher gathers concurrent requests: they queue up, and each of a few
 // writers takes the first waiting request and the others already waiting (up
-// to max) and handles them as one batch, in one transaction. While some
-// batches commit, the next ones gather the requests that arrive meanwhile, so
-// a commit's cost is shared by every request it carries. Nothing is buffered
-// beyond the waiting requests: each waits for its own batch's answer.
-type batcher[R any] struct {
+// to max) and handles them as one batch — one transaction, one pipeline.
+// While some batches are in flight, the next ones gather the requests that
+// arrive meanwhile, so a round trip's or a commit's cost is shared by every
+// request it carries, and a lone request waits for nobody. Nothing is
+// buffered beyond the waiting requests: each waits for its own batch's answer.
+type Batcher[R any] struct {
 	name   string
 	queue  chan R
 	max    int
 	handle func(batch []R)
 
-	mu     sync.RWMutex // guards closed against submit racing close
+	mu     sync.RWMutex // guards closed against Submit racing Close
 	closed bool
 	wg     sync.WaitGroup
 }
 
-func newBatcher[R any](name string, max, writers int, handle func(batch []R)) *batcher[R] {
-	b := &batcher[R]{name: name, queue: make(chan R, max), max: max, handle: handle}
+// New starts writers that hand batches of at most max requests to handle.
+// name says what is unavailable when a request cannot be queued.
+func New[R any](name string, max, writers int, handle func(batch []R)) *Batcher[R] {
+	b := &Batcher[R]{name: name, queue: make(chan R, max), max: max, handle: handle}
 	b.wg.Add(writers)
 	for range writers {
 		go b.write()
@@ -39,10 +41,10 @@ func newBatcher[R any](name string, max, writers int, handle func(batch []R)) *b
 	return b
 }
 
-// submit queues req for the next batch. It fails with EUnavailable when the
+// Submit queues req for the next batch. It fails with EUnavailable when the
 // batcher is closed or ctx ends before req could be queued; once queued, req
 // is handled whatever happens to ctx.
-func (b *batcher[R]) submit(ctx context.Context, req R) error {
+func (b *Batcher[R]) Submit(ctx context.Context, req R) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
@@ -56,9 +58,9 @@ func (b *batcher[R]) submit(ctx context.Context, req R) error {
 	}
 }
 
-// close stops accepting requests, handles the queued ones and stops the
+// Close stops accepting requests, handles the queued ones and stops the
 // writers.
-func (b *batcher[R]) close() {
+func (b *Batcher[R]) Close() {
 	b.mu.Lock()
 	if !b.closed {
 		b.closed = true
@@ -68,7 +70,7 @@ func (b *batcher[R]) close() {
 	b.wg.Wait()
 }
 
-func (b *batcher[R]) write() {
+func (b *Batcher[R]) write() {
 	defer b.wg.Done()
 	batch := make([]R, 0, b.max)
 	for first := range b.queue {
@@ -90,10 +92,10 @@ func (b *batcher[R]) write() {
 	}
 }
 
-// batchContext returns the context of a batch's span: a child of the first
+// Start starts the span of a batch: a child of the first
 // request's span (the request that opened the batch, so its trace shows the
 // batch's statements), linked to every request it carries.
-func batchContext(tracer trace.Tracer, name string, parent trace.SpanContext, links []trace.Link, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+func Start(tracer trace.Tracer, name string, parent trace.SpanContext, links []trace.Link, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
 	ctx := trace.ContextWithSpanContext(context.Background(), parent)
 	opts = append(opts, trace.WithSpanKind(trace.SpanKindInternal), trace.WithLinks(links...))
 	return tracer.Start(ctx, name, opts...)

@@ -1,0 +1,95 @@
+package batch
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+)
+
+type req struct {
+	n    int
+	done chan int // the size of the batch that carried it
+}
+
+// TestBatchesGather checks that requests arriving while a batch is handled
+// ride together in the next ones, that no batch exceeds max, and that every
+// request is answered exactly once.
+func TestBatchesGather(t *testing.T) {
+	const max, n = 8, 200
+	release := make(chan struct{})
+	var batches, handled atomic.Int64
+	b := New("test", max, 1, func(batch []*req) {
+		if batches.Add(1) == 1 {
+			<-release // hold the writer so the others queue up
+		}
+		if len(batch) > max {
+			t.Errorf("batch of %d > max %d", len(batch), max)
+		}
+		for _, r := range batch {
+			handled.Add(1)
+			r.done <- len(batch)
+		}
+	})
+	var wg sync.WaitGroup
+	sizes := make([]int, n)
+	for i := range n {
+		wg.Go(func() {
+			r := &req{n: i, done: make(chan int, 1)}
+			if err := b.Submit(context.Background(), r); err != nil {
+				t.Error(err)
+				return
+			}
+			sizes[i] = <-r.done
+		})
+	}
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	wg.Wait()
+	b.Close()
+	if handled.Load() != n {
+		t.Errorf("handled %d requests, want %d", handled.Load(), n)
+	}
+	if batches.Load() >= n/2 {
+		t.Errorf("%d batches for %d requests: requests did not gather", batches.Load(), n)
+	}
+}
+
+// TestSubmitAfterClose checks that a closed batcher refuses requests as
+// unavailable, and that Close handles what was queued.
+func TestSubmitAfterClose(t *testing.T) {
+	var handled atomic.Int64
+	b := New("test", 4, 2, func(batch []*req) { handled.Add(int64(len(batch))) })
+	for range 3 {
+		if err := b.Submit(context.Background(), &req{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Close()
+	b.Close() // idempotent
+	if handled.Load() != 3 {
+		t.Errorf("Close left %d of 3 queued requests unhandled", 3-handled.Load())
+	}
+	if err := b.Submit(context.Background(), &req{}); flashsale.ErrorCode(err) != flashsale.EUnavailable {
+		t.Errorf("Submit after Close = %v, want unavailable", err)
+	}
+}
+
+// TestSubmitGivesUpWithContext checks that a full queue does not hold a
+// request past its context.
+func TestSubmitGivesUpWithContext(t *testing.T) {
+	block := make(chan struct{})
+	b := New("test", 1, 1, func([]*req) { <-block })
+	defer func() { close(block); b.Close() }()
+	_ = b.Submit(context.Background(), &req{}) // taken by the writer, which blocks
+	_ = b.Submit(context.Background(), &req{}) // fills the queue
+	time.Sleep(10 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := b.Submit(ctx, &req{}); flashsale.ErrorCode(err) != flashsale.EUnavailable {
+		t.Errorf("Submit on a full queue = %v, want unavailable once ctx ends", err)
+	}
+}
