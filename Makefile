@@ -18,6 +18,7 @@ export ADMIN_TOKEN
 
 FUZZTIME ?= 30s
 SERVICES := scripts/services.sh
+COLLECTOR := scripts/collector.sh
 DEV := .dev
 
 # Environment for tests and benchmarks against the local services.
@@ -25,7 +26,7 @@ TEST_ENV := FLASHSALE_TEST_DATABASE_URL='postgres://flashsale@127.0.0.1:$(FLASHS
 	FLASHSALE_TEST_REDIS_URL='redis://127.0.0.1:$(FLASHSALE_REDIS_PORT)/0' \
 	FLASHSALE_REQUIRE_SERVICES=1
 
-.PHONY: run test bench fuzz services services-stop services-status build clean
+.PHONY: run test test-stack check-prometheus collector bench fuzz services services-stop services-status build clean
 
 ## run: start the server (uses DATABASE_URL/REDIS_URL if both are set, else local services)
 run:
@@ -37,12 +38,15 @@ run:
 	fi; \
 	exec go run ./cmd/flashsale
 
-## test: go vet + race-enabled tests against the local services; prints "N passed, N failed"
-test: services
+## test: go vet, the Prometheus rule checks and race-enabled tests of every package against
+## the local services, including the end-to-end stack test (service + OpenTelemetry Collector
+## + Prometheus); prints "N passed, N failed"
+test: services check-prometheus collector
 	go vet ./...
 	@mkdir -p $(DEV)
 	@status=0; \
-	$(TEST_ENV) go test -race -count=1 -timeout 30m -v ./... 2>&1 | tee $(DEV)/test-output.txt || status=$$?; \
+	$(TEST_ENV) FLASHSALE_OTELCOL="$$($(COLLECTOR) path)" \
+		go test -race -count=1 -timeout 30m -v ./... 2>&1 | tee $(DEV)/test-output.txt || status=$$?; \
 	passed=$$(grep -cE '^[[:space:]]*--- PASS:' $(DEV)/test-output.txt || true); \
 	failed=$$(grep -cE '^[[:space:]]*--- FAIL:' $(DEV)/test-output.txt || true); \
 	if [[ $$status -ne 0 && $$failed -eq 0 ]]; then \
@@ -52,6 +56,18 @@ test: services
 	echo; \
 	echo "$$passed passed, $$failed failed"; \
 	exit $$status
+
+## test-stack: only the observability stack's tests (compose validation and end to end)
+test-stack: services check-prometheus collector
+	$(TEST_ENV) FLASHSALE_OTELCOL="$$($(COLLECTOR) path)" go test -count=1 -timeout 20m -v ./internal/stack
+
+## check-prometheus: promtool check config/rules and the alert unit tests (installs promtool when root)
+check-prometheus:
+	scripts/promcheck.sh
+
+## collector: build the OpenTelemetry Collector of otel-collector/builder-config.yaml (cached)
+collector:
+	@$(COLLECTOR) build >/dev/null
 
 ## bench: benchmarks (6 runs each, for benchstat) into .dev/bench.txt
 bench: services
