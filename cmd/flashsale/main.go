@@ -69,7 +69,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	}
 	defer func() { err = errors.Join(err, db.Close()) }()
 	rc, err := redis.Open(cfg.RedisURL, redis.Options{
-		PoolSize: cfg.RedisPoolSize, MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
+		PoolSize: cfg.RedisPoolSize, MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider, Logger: log,
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"strings"
 	"time"
@@ -20,7 +21,10 @@ import (
 
 // Options configure the client and its instrumentation.
 type Options struct {
-	PoolSize       int
+	PoolSize int
+	// Logger receives the client library's own messages (failed dials,
+	// pool events), which it would otherwise print unstructured to stderr.
+	Logger         *slog.Logger
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
 }
@@ -37,6 +41,9 @@ type Client struct {
 // redisotel without their arguments or caller, and timed into
 // redis_command_duration_seconds.
 func Open(rawURL string, opts Options) (*Client, error) {
+	if opts.Logger != nil {
+		redis.SetLogger(libraryLog{opts.Logger})
+	}
 	rdb, err := newUniversalClient(rawURL, opts.PoolSize)
 	if err != nil {
 		return nil, err
@@ -68,8 +75,17 @@ func newUniversalClient(rawURL string, poolSize int) (redis.UniversalClient, err
 		return nil, fmt.Errorf("parse REDIS_URL: invalid URL")
 	}
 	q := u.Query()
-	timeouts := func(dial, read, write *time.Duration) {
+	// Short timeouts and few retries: an unreachable Redis must turn into a
+	// quick 503, not a request that waits through rounds of redials. Retries
+	// given in the URL (dialer_retries, max_retries) are kept.
+	tune := func(dial, read, write *time.Duration, dialRetries, maxRetries *int) {
 		*dial, *read, *write = 2*time.Second, time.Second, time.Second
+		if *dialRetries == 0 {
+			*dialRetries = 1
+		}
+		if *maxRetries == 0 {
+			*maxRetries = 1
+		}
 	}
 	switch {
 	case q.Has("master_name"):
@@ -78,7 +94,7 @@ func newUniversalClient(rawURL string, poolSize int) (redis.UniversalClient, err
 			return nil, fmt.Errorf("parse REDIS_URL: %w", redactURLError(err))
 		}
 		o.PoolSize = poolSize
-		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		tune(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.DialerRetries, &o.MaxRetries)
 		return redis.NewFailoverClient(o), nil
 	case q.Has("addr") || strings.Contains(u.Host, ","):
 		o, err := redis.ParseClusterURL(rawURL)
@@ -86,7 +102,7 @@ func newUniversalClient(rawURL string, poolSize int) (redis.UniversalClient, err
 			return nil, fmt.Errorf("parse REDIS_URL: %w", redactURLError(err))
 		}
 		o.PoolSize = poolSize
-		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		tune(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.DialerRetries, &o.MaxRetries)
 		return redis.NewClusterClient(o), nil
 	default:
 		o, err := redis.ParseURL(rawURL)
@@ -94,9 +110,17 @@ func newUniversalClient(rawURL string, poolSize int) (redis.UniversalClient, err
 			return nil, fmt.Errorf("parse REDIS_URL: %w", redactURLError(err))
 		}
 		o.PoolSize = poolSize
-		timeouts(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout)
+		tune(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.DialerRetries, &o.MaxRetries)
 		return redis.NewClient(o), nil
 	}
+}
+
+// libraryLog writes go-redis's messages to slog, at Warn: they report
+// failures (dials, pool) that the service also answers with 503s.
+type libraryLog struct{ log *slog.Logger }
+
+func (l libraryLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
 }
 
 // redactURLError keeps a parse error's message from carrying the password.
