@@ -26,7 +26,7 @@ TEST_ENV := FLASHSALE_TEST_DATABASE_URL='postgres://flashsale@127.0.0.1:$(FLASHS
 	FLASHSALE_TEST_REDIS_URL='redis://127.0.0.1:$(FLASHSALE_REDIS_PORT)/0' \
 	FLASHSALE_REQUIRE_SERVICES=1
 
-.PHONY: run test test-stack check-prometheus collector bench fuzz services services-stop services-status build clean
+.PHONY: run test test-stack check-prometheus collector bench bench-load fuzz services services-stop services-status build clean
 
 ## run: start the server (uses DATABASE_URL/REDIS_URL if both are set, else local services)
 run:
@@ -73,6 +73,11 @@ collector:
 bench: services
 	@mkdir -p $(DEV)
 	$(TEST_ENV) go test -run '^$$' -bench . -benchmem -count 6 -timeout 60m ./... | tee $(DEV)/bench.txt
+
+## bench-load: side-by-side load benchmarks with cmd/loadgen (scripts/bench.sh; QUICK=1 for a
+## smoke run); raw reports in .dev/bench/, a Markdown summary on stdout
+bench-load: services
+	scripts/bench.sh
 
 ## fuzz: run every Fuzz target for FUZZTIME (default 30s) each
 fuzz: services
