@@ -27,6 +27,8 @@ type Config struct {
 	RedisPoolSize   int           // REDIS_POOL_SIZE
 	AttemptBatch    int           // ATTEMPT_BATCH_MAX
 	AttemptWriters  int           // ATTEMPT_WRITERS
+	MaxInFlight     int           // MAX_INFLIGHT: API requests worked on at once (0: no bound)
+	QueueWait       time.Duration // QUEUE_WAIT: how long a request waits for a slot before 503
 	PurchaseBatch   int           // PURCHASE_BATCH_MAX
 	PurchaseWriters int           // PURCHASE_WRITERS
 	RequestTimeout  time.Duration // REQUEST_TIMEOUT
@@ -73,6 +75,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		RedisPoolSize:   intVar("REDIS_POOL_SIZE", 64, 1, 10000),
 		AttemptBatch:    intVar("ATTEMPT_BATCH_MAX", 500, 1, 10000),
 		AttemptWriters:  intVar("ATTEMPT_WRITERS", 4, 1, 64),
+		MaxInFlight:     intVar("MAX_INFLIGHT", 256, 0, 100000),
+		QueueWait:       durVar("QUEUE_WAIT", 5*time.Second, time.Millisecond),
 		PurchaseBatch:   intVar("PURCHASE_BATCH_MAX", 64, 1, 1000),
 		PurchaseWriters: intVar("PURCHASE_WRITERS", 2, 1, 64),
 		RequestTimeout:  durVar("REQUEST_TIMEOUT", 10*time.Second, 100*time.Millisecond),
@@ -110,6 +114,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("redis_pool_size", c.RedisPoolSize),
 		slog.Int("attempt_batch_max", c.AttemptBatch),
 		slog.Int("attempt_writers", c.AttemptWriters),
+		slog.Int("max_inflight", c.MaxInFlight),
+		slog.Duration("queue_wait", c.QueueWait),
 		slog.Int("purchase_batch_max", c.PurchaseBatch),
 		slog.Int("purchase_writers", c.PurchaseWriters),
 		slog.Duration("request_timeout", c.RequestTimeout),

@@ -102,6 +102,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	api, err := httpapi.NewServer(svc, httpapi.Options{
 		AdminToken: cfg.AdminToken, MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
 		Propagator: tel.Propagator, Logger: log, MetricsHandler: metricsHandler,
+		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait,
 		Checks: map[string]func(context.Context) error{
 			"database": db.Ping,
 			"redis":    rc.Ping,

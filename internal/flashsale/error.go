@@ -25,6 +25,7 @@ const (
 	EUnauthorized     = "unauthorized"
 	EMethodNotAllowed = "method_not_allowed"
 	EUnavailable      = "service_unavailable" // PostgreSQL or Redis unreachable
+	EOverloaded       = "overloaded"          // too many requests in flight: retry shortly
 	EInternal         = "internal_error"
 )
 

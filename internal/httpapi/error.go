@@ -35,7 +35,7 @@ func errorStatus(code string) int {
 		return http.StatusRequestEntityTooLarge
 	case flashsale.EUserLimit:
 		return http.StatusUnprocessableEntity
-	case flashsale.EUnavailable:
+	case flashsale.EUnavailable, flashsale.EOverloaded:
 		return http.StatusServiceUnavailable
 	}
 	if strings.HasPrefix(code, "invalid_") {
@@ -46,7 +46,7 @@ func errorStatus(code string) int {
 
 // retryable reports whether the client should retry after a second.
 func retryable(code string) bool {
-	return code == flashsale.EUnavailable || code == flashsale.EPurchaseBusy
+	return code == flashsale.EUnavailable || code == flashsale.EOverloaded || code == flashsale.EPurchaseBusy
 }
 
 // errorResponse is the body of every error.

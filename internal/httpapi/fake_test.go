@@ -22,6 +22,9 @@ type fakeStore struct {
 	saleErr, addErr, lockErr, purchaseErr error
 	// purchase is what Purchase returns.
 	purchase *flashsale.Purchase
+	// block, when not nil, holds AddToCart until it is closed; entered is
+	// told each time AddToCart starts waiting on it.
+	block, entered chan struct{}
 
 	// Calls seen, for assertions.
 	calls       int // every call of any method
@@ -135,6 +138,10 @@ func (f *fakeStore) Record(_ context.Context, a flashsale.Attempt) error {
 
 func (f *fakeStore) AddToCart(_ context.Context, _ *flashsale.Sale, _ string, _ int, newCode string) (flashsale.CartAdd, error) {
 	f.called()
+	if f.block != nil {
+		f.entered <- struct{}{}
+		<-f.block
+	}
 	if f.addErr != nil {
 		return flashsale.CartAdd{}, f.addErr
 	}

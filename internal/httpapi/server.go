@@ -55,6 +55,12 @@ type Options struct {
 	Checks map[string]func(context.Context) error
 	// MetricsHandler is mounted at GET /metrics when non-nil.
 	MetricsHandler http.Handler
+	// MaxInFlight bounds the API requests being worked on at once; others
+	// wait up to QueueWait for a slot, then get 503 overloaded with
+	// Retry-After. Beyond what the CPU and the dependencies can serve, more
+	// concurrency only adds latency and memory. 0 means no bound.
+	MaxInFlight int
+	QueueWait   time.Duration
 }
 
 // Server serves the HTTP API of a flashsale.Service.
@@ -70,6 +76,9 @@ type Server struct {
 	checks       []check // sorted by name
 	started      time.Time
 	shuttingDown atomic.Bool
+
+	slots     chan struct{} // admission: one token per API request in flight; nil: no bound
+	queueWait time.Duration
 
 	mux      *http.ServeMux
 	routes   map[string]route // by ServeMux pattern; read-only once built
@@ -121,6 +130,10 @@ func NewServer(svc *flashsale.Service, opts Options) (*Server, error) {
 		mux:          http.NewServeMux(),
 		routes:       make(map[string]route),
 		untraced:     make(map[string]bool),
+		queueWait:    opts.QueueWait,
+	}
+	if opts.MaxInFlight > 0 {
+		s.slots = make(chan struct{}, opts.MaxInFlight)
 	}
 	for _, name := range slices.Sorted(maps.Keys(opts.Checks)) {
 		fn := opts.Checks[name]
@@ -182,8 +195,43 @@ func (s *Server) handle(pattern string, api bool, h http.HandlerFunc) {
 		span := trace.SpanFromContext(r.Context())
 		span.SetName(pattern)
 		span.SetAttributes(rt.attr)
+		if api {
+			if err := s.admit(r.Context()); err != nil {
+				s.writeError(w, r, err)
+				return
+			}
+			defer s.release()
+		}
 		h(w, r)
 	}))
+}
+
+// admit takes a slot for an API request, waiting up to queueWait (and no
+// longer than the request's own deadline) while all are taken.
+func (s *Server) admit(ctx context.Context) error {
+	if s.slots == nil {
+		return nil
+	}
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	t := time.NewTimer(s.queueWait)
+	defer t.Stop()
+	select {
+	case s.slots <- struct{}{}:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return flashsale.Errorf(flashsale.EOverloaded, "too many requests in flight, retry shortly")
+}
+
+func (s *Server) release() {
+	if s.slots != nil {
+		<-s.slots
+	}
 }
 
 // serve routes r, answering JSON errors for unknown routes and methods, and
