@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,30 +17,12 @@ import (
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
-// syncBuffer collects an instance's log output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // instance is one running service started through run.
 type instance struct {
 	URL    string
 	cancel context.CancelFunc
 	done   chan error
-	log    *syncBuffer
+	log    *testenv.Buffer
 }
 
 // env is the environment of a test deployment: one database, one Redis prefix.
@@ -73,7 +53,7 @@ func MustEnv(t testing.TB, extra env) env {
 func MustStart(t testing.TB, e env, opts ...telemetry.Option) *instance {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	inst := &instance{cancel: cancel, done: make(chan error, 1), log: &syncBuffer{}}
+	inst := &instance{cancel: cancel, done: make(chan error, 1), log: &testenv.Buffer{}}
 	addr := make(chan string, 1)
 	go func() {
 		inst.done <- run(ctx, func(k string) string { return e[k] }, inst.log, func(a string) { addr <- a }, opts...)

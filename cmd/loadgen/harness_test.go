@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -61,24 +60,6 @@ func mustServiceBinary(t *testing.T) string {
 	return bin
 }
 
-// syncBuffer collects output written by several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // service is a running flashsale process on its own database and Redis
 // prefix.
 type service struct {
@@ -108,7 +89,7 @@ func mustService(t *testing.T, env ...string) *service {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	cmd.Stderr = logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -177,7 +158,7 @@ func noEnv(string) string { return "" }
 // whether the run is expected to fail.
 func mustRun(t *testing.T, wantErr bool, args ...string) *Report {
 	t.Helper()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	err := run(context.Background(), append(args, "-json"), noEnv, &stdout, &stderr)
 	if (err != nil) != wantErr {
 		t.Fatalf("loadgen %s: err = %v, want error: %v\nstdout:\n%s\nstderr:\n%s",
@@ -260,7 +241,7 @@ func (r *Report) endpoint(t *testing.T, ep endpoint) EndpointReport {
 func startTrivial(t *testing.T, items int) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	var out syncBuffer
+	var out testenv.Buffer
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"serve-trivial", "-addr", "127.0.0.1:0", "-items", fmt.Sprint(items)}, noEnv, &out, &out)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/testenv"
 	_ "github.com/jackc/pgx/v5/stdlib"
 )
 
@@ -141,7 +142,7 @@ func TestInvariantViolationFailsRun(t *testing.T) {
 		`UPDATE sales SET items_sold = 1 WHERE id = (SELECT max(id) FROM sales WHERE started_at <= now())`); err != nil {
 		t.Fatal(err)
 	}
-	var stdout, stderr syncBuffer
+	var stdout, stderr testenv.Buffer
 	err = run(context.Background(), []string{"-target", svc.URL, "-profile", "steady", "-concurrency", "2", "-duration", "300ms",
 		"-database-url", svc.DatabaseURL}, noEnv, &stdout, &stderr)
 	if !errors.Is(err, errFailed) {

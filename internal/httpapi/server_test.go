@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +20,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 const testAdminToken = "s3cret-admin-token"
@@ -34,25 +33,7 @@ type harness struct {
 	sale   *flashsale.Sale
 	reader *sdkmetric.ManualReader
 	spans  *tracetest.SpanRecorder
-	logs   *syncBuffer
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
+	logs   *testenv.Buffer
 }
 
 // newHarness returns a harness whose service has nil stores: any request
@@ -72,7 +53,7 @@ func newStoreHarness(t *testing.T, opts Options) *harness {
 
 func buildHarness(t *testing.T, opts Options, store *fakeStore, sale *flashsale.Sale) *harness {
 	t.Helper()
-	h := &harness{t: t, store: store, sale: sale, reader: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder(), logs: &syncBuffer{}}
+	h := &harness{t: t, store: store, sale: sale, reader: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder(), logs: &testenv.Buffer{}}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	cfg := flashsale.Config{SaleItems: 10, SaleDuration: time.Hour, UserItemLimit: 10, PurchaseWait: 10 * time.Millisecond}
 	var svc *flashsale.Service
