@@ -44,18 +44,25 @@ func BenchmarkCheckoutTelemetry(b *testing.B) {
 // benchCheckouts runs b.N checkouts from 16 × GOMAXPROCS clients, ten items
 // per user over the sale's items.
 func benchCheckouts(b *testing.B, inst *instance, sale saleResp) {
+	parallel(b, func(i int64) {
+		user := fmt.Sprintf("bench-%d", i/10)
+		item := sale.ID*1_000_000 + 1 + i%int64(sale.TotalItems)
+		if _, st, ec := checkout(b, inst.URL, user, item); st != http.StatusOK && ec != "already_in_cart" && ec != "user_limit_reached" {
+			b.Fatalf("checkout: %d %s", st, ec)
+		}
+	})
+}
+
+// parallel runs op for i = 1…b.N from 16 × GOMAXPROCS clients, timing only
+// that loop.
+func parallel(b *testing.B, op func(i int64)) {
 	var n atomic.Int64
 	b.ReportAllocs()
 	b.SetParallelism(16)
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			i := n.Add(1)
-			user := fmt.Sprintf("bench-%d", i/10)
-			item := sale.ID*1_000_000 + 1 + i%int64(sale.TotalItems)
-			if _, st, ec := checkout(b, inst.URL, user, item); st != http.StatusOK && ec != "already_in_cart" && ec != "user_limit_reached" {
-				b.Fatalf("checkout: %d %s", st, ec)
-			}
+			op(n.Add(1))
 		}
 	})
 }
@@ -71,16 +78,9 @@ func BenchmarkPurchase(b *testing.B) {
 		}
 		codes[i] = r.Code
 	}
-	var n atomic.Int64
-	b.ReportAllocs()
-	b.SetParallelism(16)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			code := codes[n.Add(1)-1]
-			if r, st, ec := purchase(b, inst.URL, code); st != http.StatusOK || r.TotalPurchased != 1 {
-				b.Fatalf("purchase: %d %s %+v", st, ec, r)
-			}
+	parallel(b, func(i int64) {
+		if r, st, ec := purchase(b, inst.URL, codes[i-1]); st != http.StatusOK || r.TotalPurchased != 1 {
+			b.Fatalf("purchase: %d %s %+v", st, ec, r)
 		}
 	})
 }

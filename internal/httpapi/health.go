@@ -33,20 +33,28 @@ type check struct {
 	fn   func(context.Context) error
 }
 
-// runChecks runs every check concurrently, each within checkTimeout, and
-// returns their errors in the order of s.checks (nil for a pass).
+// runChecks runs every check for a probe, each within checkTimeout, logs
+// the failures and returns their errors in the order of s.checks (nil for a
+// pass).
 func (s *Server) runChecks(ctx context.Context) []error {
-	errs := make([]error, len(s.checks))
-	var wg sync.WaitGroup
-	for i, c := range s.checks {
-		wg.Go(func() { errs[i] = runCheck(ctx, c, checkTimeout) })
-	}
-	wg.Wait()
+	errs := s.checkAll(ctx, checkTimeout)
 	for i, err := range errs {
 		if err != nil {
 			s.log.WarnContext(ctx, "dependency check failed", "check", s.checks[i].name, "err", err)
 		}
 	}
+	return errs
+}
+
+// checkAll runs every check concurrently, each within timeout, and returns
+// their errors in the order of s.checks.
+func (s *Server) checkAll(ctx context.Context, timeout time.Duration) []error {
+	errs := make([]error, len(s.checks))
+	var wg sync.WaitGroup
+	for i, c := range s.checks {
+		wg.Go(func() { errs[i] = runCheck(ctx, c, timeout) })
+	}
+	wg.Wait()
 	return errs
 }
 
@@ -163,12 +171,7 @@ func (s *Server) registerHealthGauge(meter metric.Meter) error {
 	}
 	appUp := metric.WithAttributeSet(attribute.NewSet(attribute.String("service", "app")))
 	_, err = meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		errs := make([]error, len(s.checks))
-		var wg sync.WaitGroup
-		for i, c := range s.checks {
-			wg.Go(func() { errs[i] = runCheck(ctx, c, gaugeCheckTimeout) })
-		}
-		wg.Wait()
+		errs := s.checkAll(ctx, gaugeCheckTimeout)
 		if !hasApp {
 			o.ObserveInt64(gauge, 1, appUp)
 		}
