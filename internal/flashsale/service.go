@@ -45,9 +45,6 @@ func NewService(cfg Config, sales SaleStore, purchases PurchaseStore, attempts A
 	return &Service{cfg: cfg, sales: sales, purchases: purchases, attempts: attempts, cache: cache, log: log}
 }
 
-// Config returns the rules the service runs with.
-func (s *Service) Config() Config { return s.cfg }
-
 // Now returns the current time on the database's clock, as last synchronised.
 func (s *Service) Now() time.Time {
 	return time.Now().Add(time.Duration(s.clockOffset.Load()))

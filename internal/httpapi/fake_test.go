@@ -27,7 +27,6 @@ type fakeStore struct {
 	block, entered chan struct{}
 
 	// Calls seen, for assertions.
-	calls       int // every call of any method
 	itemsOffset int
 	itemsLimit  int
 	attempts    []flashsale.Attempt
@@ -48,20 +47,7 @@ func newFakeStore() (*fakeStore, *flashsale.Sale) {
 	return &fakeStore{sales: map[int64]*flashsale.Sale{sale.ID: sale}}, sale
 }
 
-func (f *fakeStore) called() {
-	f.mu.Lock()
-	f.calls++
-	f.mu.Unlock()
-}
-
-func (f *fakeStore) callCount() int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.calls
-}
-
 func (f *fakeStore) CreateSale(_ context.Context, n flashsale.NewSale) (*flashsale.Sale, bool, error) {
-	f.called()
 	s := &flashsale.Sale{ID: n.Start.Unix(), StartedAt: n.Start, EndedAt: n.Start.Add(n.Duration), TotalItems: n.TotalItems}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -73,7 +59,6 @@ func (f *fakeStore) CreateSale(_ context.Context, n flashsale.NewSale) (*flashsa
 }
 
 func (f *fakeStore) Sale(_ context.Context, id int64) (*flashsale.Sale, error) {
-	f.called()
 	if f.saleErr != nil {
 		return nil, f.saleErr
 	}
@@ -87,7 +72,6 @@ func (f *fakeStore) Sale(_ context.Context, id int64) (*flashsale.Sale, error) {
 }
 
 func (f *fakeStore) ActiveSale(_ context.Context) (*flashsale.Sale, error) {
-	f.called()
 	if f.saleErr != nil {
 		return nil, f.saleErr
 	}
@@ -103,7 +87,6 @@ func (f *fakeStore) ActiveSale(_ context.Context) (*flashsale.Sale, error) {
 }
 
 func (f *fakeStore) Items(_ context.Context, _ int64, offset, limit int) ([]flashsale.Item, error) {
-	f.called()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.itemsOffset, f.itemsLimit = offset, limit
@@ -111,12 +94,10 @@ func (f *fakeStore) Items(_ context.Context, _ int64, offset, limit int) ([]flas
 }
 
 func (f *fakeStore) Now(context.Context) (time.Time, error) {
-	f.called()
 	return time.Now(), nil
 }
 
 func (f *fakeStore) Purchase(context.Context, int64, string) (*flashsale.Purchase, error) {
-	f.called()
 	if f.purchaseErr != nil {
 		return nil, f.purchaseErr
 	}
@@ -124,12 +105,10 @@ func (f *fakeStore) Purchase(context.Context, int64, string) (*flashsale.Purchas
 }
 
 func (f *fakeStore) SaleState(context.Context, int64) (*flashsale.SaleState, error) {
-	f.called()
 	return &flashsale.SaleState{}, nil
 }
 
 func (f *fakeStore) Record(_ context.Context, a flashsale.Attempt) error {
-	f.called()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.attempts = append(f.attempts, a)
@@ -137,7 +116,6 @@ func (f *fakeStore) Record(_ context.Context, a flashsale.Attempt) error {
 }
 
 func (f *fakeStore) AddToCart(_ context.Context, _ *flashsale.Sale, _ string, _ int, newCode string) (flashsale.CartAdd, error) {
-	f.called()
 	if f.block != nil {
 		f.entered <- struct{}{}
 		<-f.block
@@ -149,17 +127,14 @@ func (f *fakeStore) AddToCart(_ context.Context, _ *flashsale.Sale, _ string, _ 
 }
 
 func (f *fakeStore) RemoveFromCart(context.Context, *flashsale.Sale, string, int) error {
-	f.called()
 	return nil
 }
 
 func (f *fakeStore) Load(context.Context, *flashsale.Sale, *flashsale.SaleState) error {
-	f.called()
 	return nil
 }
 
 func (f *fakeStore) LockPurchase(context.Context, *flashsale.Sale, string) (string, error) {
-	f.called()
 	if f.lockErr != nil {
 		return "", f.lockErr
 	}
@@ -167,16 +142,13 @@ func (f *fakeStore) LockPurchase(context.Context, *flashsale.Sale, string) (stri
 }
 
 func (f *fakeStore) UnlockPurchase(context.Context, *flashsale.Sale, string, string) error {
-	f.called()
 	return nil
 }
 
 func (f *fakeStore) CompletePurchase(context.Context, *flashsale.Sale, string, string, *flashsale.Purchase) error {
-	f.called()
 	return nil
 }
 
 func (f *fakeStore) LockRotation(context.Context) (func(context.Context), bool, error) {
-	f.called()
 	return func(context.Context) {}, true, nil
 }

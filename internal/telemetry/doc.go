@@ -15,9 +15,8 @@
 //	mux.Handle("GET /metrics", tel.MetricsHandler) // when non-nil
 //
 // Setup installs nothing globally: it never calls otel.SetMeterProvider,
-// otel.SetTracerProvider or otel.SetTextMapPropagator. Callers that rely on
-// instrumentation libraries falling back to the globals may call
-// [Telemetry.SetGlobal].
+// otel.SetTracerProvider or otel.SetTextMapPropagator. Every instrumentation
+// library of the service is handed the providers explicitly.
 //
 // # Configuration
 //

@@ -10,7 +10,6 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
@@ -143,13 +142,4 @@ func (t *Telemetry) Shutdown(ctx context.Context) error {
 		}
 	})
 	return t.err
-}
-
-// SetGlobal installs the providers and the propagator as the OpenTelemetry
-// globals, for instrumentation libraries that are not handed them
-// explicitly.
-func (t *Telemetry) SetGlobal() {
-	otel.SetMeterProvider(t.MeterProvider)
-	otel.SetTracerProvider(t.TracerProvider)
-	otel.SetTextMapPropagator(t.Propagator)
 }
