@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
@@ -71,6 +72,7 @@ type Cache struct {
 	purchaseLock *lockType
 	rotationLock *lockType
 	pipe         *pipeliner
+	lastKeys     atomic.Pointer[saleKeys] // keys of the sale last asked for
 }
 
 // NewCache returns the fast path over c.
@@ -118,13 +120,23 @@ func (c *Cache) Close() error {
 
 // saleKeys are the keys of one sale's state.
 type saleKeys struct {
+	saleID                                         int64
 	base                                           string
 	ready, sold, bought, cart, cartn, items, codes string
+	// addToCart are the keys of addToCartScript, in its order. Shared by
+	// every call: go-redis copies keys into each command, never writes them.
+	addToCart []string
 }
 
-func (c *Cache) keys(saleID int64) saleKeys {
+// keys returns the keys of a sale's state. Nearly every request is for the
+// running sale, so the last sale's keys are kept rather than built again.
+func (c *Cache) keys(saleID int64) *saleKeys {
+	if k := c.lastKeys.Load(); k != nil && k.saleID == saleID {
+		return k
+	}
 	base := c.opts.Prefix + ":{" + c.opts.Prefix + ":" + strconv.FormatInt(saleID, 10) + "}:"
-	return saleKeys{
+	k := &saleKeys{
+		saleID: saleID,
 		base:   base,
 		ready:  base + "ready",
 		sold:   base + "sold",
@@ -134,6 +146,9 @@ func (c *Cache) keys(saleID int64) saleKeys {
 		items:  base + "cartitems",
 		codes:  base + "codes",
 	}
+	k.addToCart = []string{k.ready, k.sold, k.bought, k.cart, k.cartn, k.items, k.codes}
+	c.lastKeys.Store(k)
+	return k
 }
 
 func (c *Cache) expireAt(s *flashsale.Sale) int64 {
@@ -143,8 +158,7 @@ func (c *Cache) expireAt(s *flashsale.Sale) int64 {
 // AddToCart implements flashsale.Cache.
 func (c *Cache) AddToCart(ctx context.Context, s *flashsale.Sale, userID string, seq int, newCode string) (flashsale.CartAdd, error) {
 	k := c.keys(s.ID)
-	res, err := c.pipe.run(ctx, addToCartScript,
-		[]string{k.ready, k.sold, k.bought, k.cart, k.cartn, k.items, k.codes},
+	res, err := c.pipe.run(ctx, addToCartScript, k.addToCart,
 		userID, seq, newCode, s.UserItemLimit, c.expireAt(s)).Slice()
 	if err != nil {
 		return flashsale.CartAdd{}, unavailable(err)
@@ -230,7 +244,7 @@ func tokenTime(token string) (time.Time, bool) {
 	return time.Unix(0, ns), err == nil
 }
 
-func (c *Cache) lockKey(k saleKeys, code string) string { return k.base + "lock:purchase:" + code }
+func (c *Cache) lockKey(k *saleKeys, code string) string { return k.base + "lock:purchase:" + code }
 
 // LockPurchase implements flashsale.Cache.
 func (c *Cache) LockPurchase(ctx context.Context, s *flashsale.Sale, code string) (string, error) {
