@@ -16,7 +16,9 @@
 //
 // Setup installs nothing globally: it never calls otel.SetMeterProvider,
 // otel.SetTracerProvider or otel.SetTextMapPropagator. Every instrumentation
-// library of the service is handed the providers explicitly.
+// library of the service is handed the providers explicitly. The one
+// exception is asked for: [WithGlobalErrorHandler] sends OpenTelemetry's
+// own error reports to the service's log.
 //
 // # Configuration
 //

@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
@@ -43,8 +44,19 @@ type Telemetry struct {
 type Option func(*options)
 
 type options struct {
-	logger     *slog.Logger
-	processors []sdktrace.SpanProcessor
+	logger       *slog.Logger
+	processors   []sdktrace.SpanProcessor
+	globalErrors bool
+}
+
+// WithGlobalErrorHandler sends the errors OpenTelemetry reports through its
+// process-wide handler (a failed export, a failing metric callback) to the
+// logger at Warn, instead of the standard log package on stderr, so they
+// reach the service's JSON log. It is the one thing Setup may install
+// globally: main asks for it; tests running several instances in one
+// process do not.
+func WithGlobalErrorHandler() Option {
+	return func(o *options) { o.globalErrors = true }
 }
 
 // WithSpanProcessor adds p to the tracer provider, beside the OTLP exporter
@@ -81,6 +93,12 @@ func Setup(ctx context.Context, getenv func(string) string, version string, opts
 	cfg, err := loadConfig(getenv)
 	if err != nil {
 		return nil, fmt.Errorf("telemetry config: %w", err)
+	}
+	if o.globalErrors {
+		log := o.logger
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+			log.Warn("opentelemetry", "err", err)
+		}))
 	}
 	prop, err := newPropagator(cfg.propagators)
 	if err != nil {

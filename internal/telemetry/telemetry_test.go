@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,10 +16,12 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/flashsale/flashsale/internal/telemetry"
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 const (
@@ -573,4 +576,27 @@ func Example_instrumentNames() {
 	// http_request_duration_seconds_sum 0.2
 	// http_request_duration_seconds_count 1
 	// sale_items_sold 5
+}
+
+// TestGlobalErrorHandler: with WithGlobalErrorHandler, an error OpenTelemetry
+// reports on its own (here a gauge callback failing during a scrape) reaches
+// the service's logger at Warn instead of stderr.
+func TestGlobalErrorHandler(t *testing.T) {
+	t.Cleanup(func() {
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Print(err) }))
+	})
+	var logs testenv.Buffer
+	tel := setup(t, env(), telemetry.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))), telemetry.WithGlobalErrorHandler())
+	_, err := tel.MeterProvider.Meter("m").Int64ObservableGauge("failing_gauge",
+		metric.WithInt64Callback(func(context.Context, metric.Int64Observer) error {
+			return errors.New("read the active sale: database unreachable")
+		}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrape(t, tel.MetricsHandler, acceptText)
+	out := logs.String()
+	if !strings.Contains(out, `"level":"WARN","msg":"opentelemetry"`) || !strings.Contains(out, "database unreachable") {
+		t.Fatalf("callback error not in the log:\n%s", out)
+	}
 }
