@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
 
@@ -19,7 +20,7 @@ import (
 // arrive meanwhile, so a round trip's or a commit's cost is shared by every
 // request it carries, and a lone request waits for nobody. Nothing is
 // buffered beyond the waiting requests: each waits for its own batch's answer.
-type Batcher[R any] struct {
+type Batcher[R Request] struct {
 	name   string
 	queue  chan R
 	max    int
@@ -32,7 +33,7 @@ type Batcher[R any] struct {
 
 // New starts writers that hand batches of at most max requests to handle.
 // name says what is unavailable when a request cannot be queued.
-func New[R any](name string, max, writers int, handle func(batch []R)) *Batcher[R] {
+func New[R Request](name string, max, writers int, handle func(batch []R)) *Batcher[R] {
 	b := &Batcher[R]{name: name, queue: make(chan R, max), max: max, handle: handle}
 	b.wg.Add(writers)
 	for range writers {
@@ -42,8 +43,9 @@ func New[R any](name string, max, writers int, handle func(batch []R)) *Batcher[
 }
 
 // Submit queues req for the next batch. It fails with EUnavailable when the
-// batcher is closed or ctx ends before req could be queued; once queued, req
-// is handled whatever happens to ctx.
+// batcher is closed or ctx ends before req could be queued. Once queued, req
+// is handled unless its caller withdraws it with Await before a writer takes
+// it.
 func (b *Batcher[R]) Submit(ctx context.Context, req R) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -74,6 +76,9 @@ func (b *Batcher[R]) write() {
 	defer b.wg.Done()
 	batch := make([]R, 0, b.max)
 	for first := range b.queue {
+		if !first.queued().take() {
+			continue // withdrawn by its caller: never handled
+		}
 		batch = append(batch[:0], first)
 	gather:
 		for len(batch) < b.max {
@@ -82,13 +87,51 @@ func (b *Batcher[R]) write() {
 				if !ok {
 					break gather
 				}
-				batch = append(batch, req)
+				if req.queued().take() {
+					batch = append(batch, req)
+				}
 			default:
 				break gather
 			}
 		}
 		b.handle(batch)
 		clear(batch)
+	}
+}
+
+// Request is what a Batcher carries: a pointer to a type that embeds Queued.
+type Request interface {
+	queued() *Queued
+}
+
+// Queued is embedded in every request type of a Batcher. It settles, once,
+// which comes first: a writer taking the request into a batch, or its caller
+// withdrawing it (see Await).
+type Queued struct {
+	state atomic.Uint32 // 0 queued, 1 taken by a writer, 2 withdrawn
+}
+
+func (q *Queued) queued() *Queued { return q }
+
+func (q *Queued) take() bool     { return q.state.CompareAndSwap(0, 1) }
+func (q *Queued) withdraw() bool { return q.state.CompareAndSwap(0, 2) }
+
+// Await waits for the answer of a submitted request on done. When ctx ends
+// first and no writer has taken the request yet, the request is withdrawn —
+// it will never be handled, so nothing of it reaches the database or Redis —
+// and Await returns false at once. Once taken, the request is part of a batch
+// whose outcome its caller must learn, so Await waits for the answer, which
+// the batch's own timeout bounds. A withdrawn request may still sit in the
+// queue: its caller must not reuse it.
+func Await[R Request, A any](ctx context.Context, req R, done <-chan A) (answer A, ok bool) {
+	select {
+	case a := <-done:
+		return a, true
+	case <-ctx.Done():
+		if req.queued().withdraw() {
+			return answer, false
+		}
+		return <-done, true
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 )
 
 type req struct {
+	Queued
 	n    int
 	done chan int // the size of the batch that carried it
 }
@@ -91,5 +92,62 @@ func TestSubmitGivesUpWithContext(t *testing.T) {
 	defer cancel()
 	if err := b.Submit(ctx, &req{}); flashsale.ErrorCode(err) != flashsale.EUnavailable {
 		t.Errorf("Submit on a full queue = %v, want unavailable once ctx ends", err)
+	}
+}
+
+// TestAwaitWithdraws checks that a request whose caller gives up while it is
+// still queued behind a stalled batch is answered at once and never handled,
+// while the request already in the stalled batch is waited for.
+func TestAwaitWithdraws(t *testing.T) {
+	block := make(chan struct{})
+	var handled []int
+	var mu sync.Mutex
+	b := New("test", 4, 1, func(batch []*req) {
+		<-block
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range batch {
+			handled = append(handled, r.n)
+			r.done <- len(batch)
+		}
+	})
+	taken := &req{n: 1, done: make(chan int, 1)}
+	if err := b.Submit(context.Background(), taken); err != nil {
+		t.Fatal(err)
+	}
+	for taken.state.Load() == 0 { // the writer takes it, then blocks
+		time.Sleep(time.Millisecond)
+	}
+
+	queued := &req{n: 2, done: make(chan int, 1)}
+	if err := b.Submit(context.Background(), queued); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, ok := Await(ctx, queued, queued.done); ok {
+		t.Fatal("Await of a queued request with an ended context = ok, want withdrawn")
+	}
+
+	// The taken request is waited for even though its context ends.
+	got := make(chan bool)
+	go func() {
+		_, ok := Await(ctx, taken, taken.done)
+		got <- ok
+	}()
+	select {
+	case <-got:
+		t.Fatal("Await returned before the batch carrying its request was handled")
+	case <-time.After(20 * time.Millisecond):
+	}
+	close(block)
+	if !<-got {
+		t.Error("Await of a taken request = withdrawn, want its answer")
+	}
+	b.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != 1 || handled[0] != 1 {
+		t.Errorf("handled %v, want only the taken request [1]", handled)
 	}
 }

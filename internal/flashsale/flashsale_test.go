@@ -1,6 +1,7 @@
 package flashsale
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -100,5 +101,29 @@ func TestNewSaleValidate(t *testing.T) {
 		if ErrorCode(n.Validate()) != EInvalid {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+// TestAttemptBudget: recording an attempt gets the request's remaining time,
+// at least the grace (a request that ran out still gets its record written)
+// and at most attemptTimeout.
+func TestAttemptBudget(t *testing.T) {
+	if got := attemptBudget(context.Background()); got != attemptTimeout {
+		t.Errorf("no deadline: %v, want %v", got, attemptTimeout)
+	}
+	expired, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Minute))
+	defer cancel()
+	if got := attemptBudget(expired); got != attemptGrace {
+		t.Errorf("deadline passed: %v, want %v", got, attemptGrace)
+	}
+	far, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	if got := attemptBudget(far); got != attemptTimeout {
+		t.Errorf("deadline in an hour: %v, want %v", got, attemptTimeout)
+	}
+	mid, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if got := attemptBudget(mid); got <= 2*time.Second || got > 3*time.Second {
+		t.Errorf("deadline in 3s: %v, want the remaining time", got)
 	}
 }

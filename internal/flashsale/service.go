@@ -9,8 +9,23 @@ import (
 	"time"
 )
 
-// attemptTimeout bounds how long a checkout waits to record its attempt.
-const attemptTimeout = 5 * time.Second
+// Recording a checkout's attempt may take the request's remaining time, but
+// at least attemptGrace (a request that ran out of time in Redis still gets
+// its attempt written when the database answers) and at most attemptTimeout.
+const (
+	attemptGrace   = time.Second
+	attemptTimeout = 5 * time.Second
+)
+
+// attemptBudget returns how long a checkout with ctx may take to record its
+// attempt.
+func attemptBudget(ctx context.Context) time.Duration {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return attemptTimeout
+	}
+	return min(max(time.Until(d), attemptGrace), attemptTimeout)
+}
 
 // Config holds the rules of the sales a Service runs.
 type Config struct {
@@ -160,7 +175,7 @@ func (s *Service) Checkout(ctx context.Context, userID string, itemID int64) (re
 	}
 	// The attempt is recorded even when the request ran out of time: the
 	// answer is an error then, but the record is still owed.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptTimeout)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptBudget(ctx))
 	rerr := s.attempts.Record(rctx, a)
 	cancel()
 	if rerr != nil {

@@ -42,6 +42,7 @@ type AttemptLog struct {
 }
 
 type attemptReq struct {
+	batch.Queued
 	a    flashsale.Attempt
 	link trace.Link
 	done chan error
@@ -74,17 +75,23 @@ func NewAttemptLog(db *DB, opts AttemptLogOptions) *AttemptLog {
 }
 
 // Record queues the attempt for the next batch and returns once that batch is
-// committed, or with EUnavailable when it could not be. Once queued, the
-// request's cancellation no longer matters: the answer is the batch's.
+// committed, or with EUnavailable when it could not be. When ctx ends while
+// the attempt still waits for a writer (a stalled database), the attempt is
+// withdrawn unwritten and Record answers EUnavailable at once; once in a
+// batch, the answer is the batch's.
 func (l *AttemptLog) Record(ctx context.Context, a flashsale.Attempt) error {
 	req := attemptReqPool.Get().(*attemptReq)
+	req.Queued = batch.Queued{}
 	req.a = a
 	req.link = trace.LinkFromContext(ctx)
 	if err := l.batches.Submit(ctx, req); err != nil {
 		attemptReqPool.Put(req)
 		return err
 	}
-	err := <-req.done
+	err, ok := batch.Await(ctx, req, req.done)
+	if !ok {
+		return flashsale.Unavailable("attempt log", ctx.Err()) // req may still be queued: not reused
+	}
 	req.a, req.link = flashsale.Attempt{}, trace.Link{}
 	attemptReqPool.Put(req)
 	return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql/driver"
 	"errors"
+	"io"
 	"io/fs"
 	"net"
 
@@ -40,7 +41,7 @@ func translate(err error) error {
 	var connErr *pgconn.ConnectError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled),
-		errors.Is(err, driver.ErrBadConn), errors.As(err, &netErr), errors.As(err, &connErr),
+		errors.Is(err, driver.ErrBadConn), errors.Is(err, io.ErrUnexpectedEOF), errors.As(err, &netErr), errors.As(err, &connErr),
 		pgconn.Timeout(err), pgconn.SafeToRetry(err):
 		return flashsale.Unavailable("database", err)
 	}

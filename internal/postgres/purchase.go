@@ -52,6 +52,7 @@ type PurchaseStore struct {
 }
 
 type purchaseReq struct {
+	batch.Queued
 	saleID int64
 	code   string
 	link   trace.Link
@@ -94,13 +95,17 @@ func (s *PurchaseStore) Close() error {
 }
 
 // Purchase queues the purchase for the next batch and returns its answer
-// once the batch has committed.
+// once the batch has committed. When ctx ends while the purchase still waits
+// for a writer, it is withdrawn unsold and Purchase answers EUnavailable.
 func (s *PurchaseStore) Purchase(ctx context.Context, saleID int64, code string) (*flashsale.Purchase, error) {
 	req := &purchaseReq{saleID: saleID, code: code, link: trace.LinkFromContext(ctx), done: make(chan purchaseAnswer, 1)}
 	if err := s.batches.Submit(ctx, req); err != nil {
 		return nil, err
 	}
-	a := <-req.done
+	a, ok := batch.Await(ctx, req, req.done)
+	if !ok {
+		return nil, flashsale.Unavailable("purchases", ctx.Err())
+	}
 	return a.p, a.err
 }
 

@@ -24,6 +24,7 @@ type pipeliner struct {
 
 // scriptCall is one script run waiting for its pipeline.
 type scriptCall struct {
+	batch.Queued
 	parent trace.SpanContext
 	script *redis.Script
 	keys   []string
@@ -38,18 +39,23 @@ func newPipeliner(rdb redis.UniversalClient, max, writers int, timeout time.Dura
 	return p
 }
 
-// run runs script through the next pipeline and returns its reply. Once
-// queued, the call is sent whatever happens to ctx: a script that ran must
-// have its reply read by its caller.
+// run runs script through the next pipeline and returns its reply. When ctx
+// ends while the call still waits for a writer (a stalled Redis), it is
+// withdrawn unsent and fails at once; once in a pipeline, the call is sent
+// whatever happens to ctx: a script that ran must have its reply read by its
+// caller.
 func (p *pipeliner) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
 	call := &scriptCall{parent: trace.SpanContextFromContext(ctx), script: script, keys: keys, args: args, done: make(chan struct{})}
-	if err := p.calls.Submit(ctx, call); err != nil {
-		cmd := redis.NewCmd(ctx)
-		cmd.SetErr(err)
-		return cmd
+	err := p.calls.Submit(ctx, call)
+	if err == nil {
+		if _, ok := batch.Await(ctx, call, call.done); ok {
+			return call.cmd
+		}
+		err = ctx.Err()
 	}
-	<-call.done
-	return call.cmd
+	cmd := redis.NewCmd(ctx)
+	cmd.SetErr(err)
+	return cmd
 }
 
 // exec sends one batch by EVALSHA, then again by EVAL the calls whose script
