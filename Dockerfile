@@ -14,7 +14,7 @@
 # compose stack watches the service through Prometheus (up{job="flashsale"} and
 # health_service_up) instead of a container healthcheck.
 
-FROM golang:1.26.8-bookworm AS build
+FROM golang:1.27.3-bookworm AS build
 WORKDIR /src
 ENV CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS=-mod=readonly
 

@@ -232,7 +232,8 @@ start_service() {
 	shift 4
 	local logf="$OUT/logs/$name.log"
 	local cmd=(env HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="$(db_url "$db")" REDIS_URL="$REDIS_URL"
-		REDIS_KEY_PREFIX="$prefix" ADMIN_TOKEN="$ADMIN_TOKEN" LOG_LEVEL="$BENCH_LOG_LEVEL" "$@" "$FLASHSALE")
+		REDIS_KEY_PREFIX="$prefix" ADMIN_TOKEN="$ADMIN_TOKEN" LOG_LEVEL="$BENCH_LOG_LEVEL"
+		RATE_LIMIT_USER=0 RATE_LIMIT_ADDR=0 SHUTDOWN_DELAY=0 "$@" "$FLASHSALE")
 	record "$name" "${cmd[@]}"
 	"${cmd[@]}" >"$logf" 2>&1 &
 	local pid=$!

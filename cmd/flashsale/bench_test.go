@@ -12,10 +12,25 @@ import (
 
 // BenchmarkCheckout measures accepted checkouts end to end (HTTP, Redis
 // script, group-committed attempt row) against real servers, from parallel
-// clients with fresh users and unsold items.
+// clients with fresh users and unsold items. Side by side, what the abuse
+// limits cost: "limits_off"; "limits_user", the per-user limit alone (the
+// default configuration: one more Redis call per request); "limits_both",
+// per-user and per-address limits (two more calls). The limits are set far
+// above the load, so that nothing is refused and only their cost is measured.
 func BenchmarkCheckout(b *testing.B) {
-	inst, sale := benchInstance(b, 10_000, nil)
-	benchCheckouts(b, inst, sale)
+	for _, mode := range []struct {
+		name string
+		env  env
+	}{
+		{"limits_off", nil},
+		{"limits_user", env{"RATE_LIMIT_USER": "1000000"}},
+		{"limits_both", env{"RATE_LIMIT_USER": "1000000", "RATE_LIMIT_ADDR": "1000000"}},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			inst, sale := benchInstance(b, 10_000, mode.env)
+			benchCheckouts(b, inst, sale)
+		})
+	}
 }
 
 // BenchmarkCheckoutTelemetry measures what telemetry costs a checkout, side

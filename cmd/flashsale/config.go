@@ -4,9 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/httpapi"
 )
 
 // Config is the service's configuration, read from the environment. The
@@ -15,6 +18,7 @@ type Config struct {
 	HTTPAddr        string        // HTTP_ADDR
 	MetricsAddr     string        // METRICS_ADDR: serve /metrics on its own listener when set
 	PprofAddr       string        // PPROF_ADDR: serve net/http/pprof on its own listener when set
+	AdminAddr       string        // ADMIN_ADDR: serve the admin API on its own listener (only) when set
 	DatabaseURL     string        // DATABASE_URL
 	RedisURL        string        // REDIS_URL
 	RedisKeyPrefix  string        // REDIS_KEY_PREFIX
@@ -33,7 +37,17 @@ type Config struct {
 	PurchaseWriters int           // PURCHASE_WRITERS
 	RequestTimeout  time.Duration // REQUEST_TIMEOUT
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT
+	ShutdownDelay   time.Duration // SHUTDOWN_DELAY: /readyz answers 503 this long before the listener closes
 	LogLevel        slog.Level    // LOG_LEVEL
+
+	// READ_HEADER_TIMEOUT: how long a client may take to send a request's
+	// header before the connection is closed (slow-header clients).
+	ReadHeaderTimeout time.Duration
+
+	// Abuse limits of POST /checkout and /purchase, shared through Redis.
+	RateLimitUser  httpapi.Limit // RATE_LIMIT_USER, RATE_LIMIT_USER_BURST: per user (purchase: per code)
+	RateLimitAddr  httpapi.Limit // RATE_LIMIT_ADDR, RATE_LIMIT_ADDR_BURST: per client address
+	TrustedProxies []net.IPNet   // TRUSTED_PROXIES: whose X-Forwarded-For names the client
 }
 
 // loadConfig reads and validates the configuration.
@@ -63,6 +77,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		HTTPAddr:        env("HTTP_ADDR", ":8080"),
 		MetricsAddr:     getenv("METRICS_ADDR"),
 		PprofAddr:       getenv("PPROF_ADDR"),
+		AdminAddr:       getenv("ADMIN_ADDR"),
 		DatabaseURL:     env("DATABASE_URL", "postgres://flashsale@127.0.0.1:55432/flashsale?sslmode=disable"),
 		RedisURL:        env("REDIS_URL", "redis://127.0.0.1:56379/0"),
 		RedisKeyPrefix:  env("REDIS_KEY_PREFIX", "flashsale"),
@@ -81,12 +96,36 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		PurchaseWriters: intVar("PURCHASE_WRITERS", 2, 1, 64),
 		RequestTimeout:  durVar("REQUEST_TIMEOUT", 10*time.Second, 100*time.Millisecond),
 		ShutdownTimeout: durVar("SHUTDOWN_TIMEOUT", 20*time.Second, time.Second),
+		ShutdownDelay:   durVar("SHUTDOWN_DELAY", 5*time.Second, 0),
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, errors.New("LOG_LEVEL must be debug, info, warn or error"))
 	}
+	// Rate limits: "N" or "N/s", "N/m", "N/h" (0: off) and a burst that
+	// defaults to twice the rate.
+	limitVar := func(key, def string) httpapi.Limit {
+		l, err := httpapi.ParseLimitRate(env(key, def))
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s must be N, N/s, N/m or N/h with N between 0 and 1000000", key))
+		}
+		l.Burst = intVar(key+"_BURST", max(2*l.Rate, 1), 1, 10_000_000)
+		return l
+	}
+	c.RateLimitUser = limitVar("RATE_LIMIT_USER", "10")
+	c.RateLimitAddr = limitVar("RATE_LIMIT_ADDR", "0")
+	if v := getenv("TRUSTED_PROXIES"); v != "" {
+		nets, err := httpapi.ParseTrustedProxies(v)
+		if err != nil {
+			errs = append(errs, errors.New("TRUSTED_PROXIES must be a comma-separated list of IP addresses and CIDR ranges"))
+		}
+		c.TrustedProxies = nets
+	}
 	if c.AdminToken != "" && len(c.AdminToken) < 8 {
 		errs = append(errs, errors.New("ADMIN_TOKEN must be at least 8 characters"))
+	}
+	c.ReadHeaderTimeout = durVar("READ_HEADER_TIMEOUT", 5*time.Second, 100*time.Millisecond)
+	if c.AdminAddr != "" && c.AdminToken == "" {
+		errs = append(errs, errors.New("ADMIN_ADDR needs ADMIN_TOKEN: the admin API is disabled without it"))
 	}
 	for _, u := range []struct{ key, val string }{{"DATABASE_URL", c.DatabaseURL}, {"REDIS_URL", c.RedisURL}} {
 		if _, err := url.Parse(u.val); err != nil {
@@ -102,6 +141,8 @@ func (c Config) LogValue() slog.Value {
 		slog.String("http_addr", c.HTTPAddr),
 		slog.String("metrics_addr", c.MetricsAddr),
 		slog.String("pprof_addr", c.PprofAddr),
+		slog.String("admin_addr", c.AdminAddr),
+		slog.Duration("read_header_timeout", c.ReadHeaderTimeout),
 		slog.String("database_url", redactURL(c.DatabaseURL)),
 		slog.String("redis_url", redactURL(c.RedisURL)),
 		slog.String("redis_key_prefix", c.RedisKeyPrefix),
@@ -120,7 +161,11 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("purchase_writers", c.PurchaseWriters),
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
+		slog.Duration("shutdown_delay", c.ShutdownDelay),
 		slog.String("log_level", c.LogLevel.String()),
+		slog.String("rate_limit_user", limitString(c.RateLimitUser)),
+		slog.String("rate_limit_addr", limitString(c.RateLimitAddr)),
+		slog.Int("trusted_proxies", len(c.TrustedProxies)),
 	)
 }
 
@@ -131,4 +176,12 @@ func redactURL(raw string) string {
 		return "(invalid)"
 	}
 	return u.Redacted()
+}
+
+// limitString prints a rate limit for the start-up log.
+func limitString(l httpapi.Limit) string {
+	if l.Rate == 0 {
+		return "off"
+	}
+	return fmt.Sprintf("%d per %s, burst %d", l.Rate, l.Period, l.Burst)
 }

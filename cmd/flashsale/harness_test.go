@@ -41,6 +41,12 @@ func MustEnv(t testing.TB, extra env) env {
 		"ADMIN_TOKEN":       "test-admin-token",
 		"LOG_LEVEL":         "warn",
 		"DB_MAX_OPEN_CONNS": "24",
+		// Crowds from 127.0.0.1: the abuse limits are off unless a test
+		// turns them on (ratelimit_test.go).
+		"RATE_LIMIT_USER": "0",
+		"RATE_LIMIT_ADDR": "0",
+		// No load balancer routes by readiness here: stop at once.
+		"SHUTDOWN_DELAY": "0",
 	}
 	for k, v := range extra {
 		e[k] = v

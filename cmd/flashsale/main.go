@@ -30,14 +30,17 @@ var version = "dev"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Getenv, os.Stdout, nil); err != nil {
+	// OpenTelemetry's own error reports (a failed export, a failing metric
+	// callback) go to the JSON log rather than to stderr.
+	if err := run(ctx, os.Getenv, os.Stdout, nil, telemetry.WithGlobalErrorHandler()); err != nil {
 		fmt.Fprintln(os.Stderr, "flashsale:", err)
 		os.Exit(1)
 	}
 }
 
 // run starts the service and blocks until ctx is done, then shuts down
-// gracefully: readiness fails first, the listeners stop accepting, in-flight
+// gracefully: readiness fails first (for SHUTDOWN_DELAY the listeners still
+// serve, so load balancers stop routing here), the listeners stop accepting, in-flight
 // requests finish (their contexts are not tied to ctx), pending attempt
 // batches are written, the pools close, and telemetry is flushed last.
 // listening, when not nil, is told the API's address once it accepts. opts
@@ -99,10 +102,16 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	if cfg.MetricsAddr != "" {
 		metricsHandler = nil // served on its own listener below
 	}
+	// Abuse limits of checkout and purchase, budgets shared through Redis.
+	limiter := redis.NewRateLimiter(rc, redis.RateLimiterOptions{Prefix: cfg.RedisKeyPrefix})
+	defer limiter.Close() // after the servers' shutdown: no request uses it any more
 	api, err := httpapi.NewServer(svc, httpapi.Options{
-		AdminToken: cfg.AdminToken, MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
+		AdminToken: cfg.AdminToken, SeparateAdmin: cfg.AdminAddr != "", MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
 		Propagator: tel.Propagator, Logger: log, MetricsHandler: metricsHandler,
 		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait,
+		RateLimits: &httpapi.RateLimits{
+			Limiter: limiter, User: cfg.RateLimitUser, Addr: cfg.RateLimitAddr, TrustedProxies: cfg.TrustedProxies,
+		},
 		Checks: map[string]func(context.Context) error{
 			"database": db.Ping,
 			"redis":    rc.Ping,
@@ -117,7 +126,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	if cfg.MetricsAddr != "" && tel.MetricsHandler != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", tel.MetricsHandler)
-		servers = append(servers, newServer(Config{HTTPAddr: cfg.MetricsAddr}, mux))
+		servers = append(servers, newServer(Config{HTTPAddr: cfg.MetricsAddr, ReadHeaderTimeout: cfg.ReadHeaderTimeout}, mux))
+	}
+	if h := api.AdminHandler(); h != nil {
+		// The admin API alone, for a listener that only operators reach.
+		servers = append(servers, newServer(Config{HTTPAddr: cfg.AdminAddr, ReadHeaderTimeout: cfg.ReadHeaderTimeout}, withDeadline(h, cfg.RequestTimeout)))
 	}
 	if cfg.PprofAddr != "" {
 		// Profiles of a live instance, on a listener of their own that
@@ -128,7 +141,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		srv := newServer(Config{HTTPAddr: cfg.PprofAddr}, mux)
+		srv := newServer(Config{HTTPAddr: cfg.PprofAddr, ReadHeaderTimeout: cfg.ReadHeaderTimeout}, mux)
 		srv.WriteTimeout = 0 // a CPU profile takes as long as it is asked to
 		servers = append(servers, srv)
 	}
@@ -165,15 +178,23 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		svc.RunScheduler(telemetry.Untraced(bg))
 	}()
 
+	drain := cfg.ShutdownDelay
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err := <-serveErr:
+		drain = 0 // a listener failed: nothing to drain towards
 		log.Error("server failed", "err", err)
 		ctx = context.WithoutCancel(ctx)
 		defer func() { err = errors.Join(err, fmt.Errorf("serve: %w", err)) }()
 	}
 	api.SetShuttingDown()
+	if drain > 0 {
+		// Readiness fails first while the listeners keep serving, so that
+		// load balancers stop routing here before connections are refused.
+		log.Info("draining: readiness fails, still serving", "for", drain)
+		time.Sleep(drain)
+	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	for _, srv := range servers {
@@ -231,15 +252,30 @@ func withDeadline(h http.Handler, d time.Duration) http.Handler {
 	})
 }
 
+// maxHeaderBytes is net/http's own limit of a request's line and header,
+// past which it answers a plain-text 431 before any handler runs. It stays
+// well above the API's limits (httpapi.MaxURIBytes, httpapi.MaxHeaderBytes),
+// which answer JSON 414 and 431, so that only grossly oversized requests meet
+// it.
+const maxHeaderBytes = 256 << 10
+
+// newServer returns a server for h on cfg.HTTPAddr: a client has
+// cfg.ReadHeaderTimeout (default 5s) to send a request's header and 15s for
+// the whole request, the response must be written within 30s, and an idle
+// connection is closed after 2 minutes.
 func newServer(cfg Config, h http.Handler) *http.Server {
+	readHeader := cfg.ReadHeaderTimeout
+	if readHeader <= 0 {
+		readHeader = 5 * time.Second
+	}
 	return &http.Server{
 		Addr:              cfg.HTTPAddr,
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
+		ReadHeaderTimeout: readHeader,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    16 << 10,
+		MaxHeaderBytes:    maxHeaderBytes,
 		// Requests keep running when the signal arrives: a purchase must not
 		// abort mid-transaction. Shutdown waits for them instead.
 		BaseContext: func(net.Listener) context.Context { return context.Background() },

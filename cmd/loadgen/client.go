@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"sync/atomic"
 	"time"
 )
 
@@ -60,7 +61,11 @@ func newHTTPClient(conns, maxConns int, timeout time.Duration) *http.Client {
 // client speaks the service's API. Requests are recorded in rec when it is
 // not nil.
 type client struct {
-	base       string
+	base string
+	// spread, when it holds several URLs, replaces base: each request goes
+	// to the next one, round robin, as a load balancer would send it.
+	spread     []string
+	next       *atomic.Uint64
 	hc         *http.Client
 	rec        *recorder
 	adminToken string
@@ -115,6 +120,14 @@ func (r response) backoff() time.Duration {
 	return 0
 }
 
+// target is the base URL of the next request.
+func (c *client) target() string {
+	if len(c.spread) < 2 {
+		return c.base
+	}
+	return c.spread[(c.next.Add(1)-1)%uint64(len(c.spread))]
+}
+
 // do sends one request and decodes a 2xx JSON answer into out. start is when
 // the request was meant to go out: latency counts from it, so an open-loop
 // request that had to wait for a slot shows the wait.
@@ -123,7 +136,7 @@ func (c *client) do(ctx context.Context, ep endpoint, method, path string, body 
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, c.target()+path, rd)
 	if err != nil {
 		return response{Code: codeTransport, Err: err}
 	}

@@ -20,7 +20,8 @@ const (
 
 // config is a load run's settings, from the command line.
 type config struct {
-	Target  string
+	Target  string   // as given: one URL, or several separated by commas
+	Targets []string // the URLs of Target: requests are spread over them
 	Profile string
 
 	Users       int           // flash: the crowd; realistic: simultaneous users
@@ -70,7 +71,7 @@ Flags:
 `)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&c.Target, "target", "http://127.0.0.1:8080", "base URL of the service")
+	fs.StringVar(&c.Target, "target", "http://127.0.0.1:8080", "base URL of the service; several separated by commas spread the requests over instances, round robin")
 	fs.StringVar(&c.Profile, "profile", profileFlash, "load profile: flash, steady, realistic or open")
 	fs.IntVar(&c.Users, "users", 0, fmt.Sprintf("flash: users in the crowd (default %d); realistic: simultaneous users (default %d)", defaultFlashUsers, defaultRealUsers))
 	fs.IntVar(&c.Concurrency, "concurrency", 32, "steady: closed-loop workers")
@@ -132,7 +133,11 @@ Flags:
 			c.Users = defaultFlashUsers
 		}
 	}
-	c.Target = strings.TrimRight(c.Target, "/")
+	c.Targets = nil
+	for t := range strings.SplitSeq(c.Target, ",") {
+		c.Targets = append(c.Targets, strings.TrimRight(strings.TrimSpace(t), "/"))
+	}
+	c.Target = strings.Join(c.Targets, ",")
 	if err := c.validate(); err != nil {
 		return c, fmt.Errorf("%w: %v", errUsage, err)
 	}
@@ -140,10 +145,14 @@ Flags:
 }
 
 func (c config) validate() error {
-	u, err := url.Parse(c.Target)
+	for _, t := range c.Targets {
+		if u, err := url.Parse(t); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("-target %q: want an http(s) URL, or several separated by commas", t)
+		}
+	}
 	switch {
-	case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
-		return fmt.Errorf("-target %q: want an http(s) URL", c.Target)
+	case len(c.Targets) == 0:
+		return errors.New("-target: want an http(s) URL")
 	case c.Profile != profileFlash && c.Profile != profileSteady && c.Profile != profileRealistic && c.Profile != profileOpen:
 		return fmt.Errorf("-profile %q: want flash, steady, realistic or open", c.Profile)
 	case c.Users < 1:

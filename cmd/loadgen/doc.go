@@ -29,6 +29,9 @@
 //     from each request's intended send time, so queueing is not hidden
 //     (no coordinated omission); requests sent late or never are counted.
 //
+// -target may list several instances separated by commas: discovery and
+// -create-sale use the first, the load's requests go to each in turn.
+//
 // With -create-sale (and -admin-token or $ADMIN_TOKEN) a fresh sale of -items
 // items starting now is created through POST /admin/sales. With
 // -database-url (default $DATABASE_URL; -database-url= turns it off) the
@@ -49,7 +52,7 @@
 // seconds, times in RFC 3339.
 //
 //	profile                    flash, steady, realistic or open
-//	target                     the -target URL
+//	target                     the -target URL (several, comma-separated, when the load was spread)
 //	run_id                     prefix of this run's user ids
 //	settings                   the flags used: users, concurrency, rate, max_inflight,
 //	                           duration_seconds, double_fire, want_max, think_ms,

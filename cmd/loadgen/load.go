@@ -11,6 +11,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -73,7 +74,8 @@ func (lr *loadRun) itemSold(id int64) {
 func load(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	hc := newHTTPClient(cfg.conns(), cfg.MaxConns, cfg.Timeout)
 	defer hc.CloseIdleConnections()
-	c := &client{base: cfg.Target, hc: hc, adminToken: cfg.AdminToken}
+	// Discovery and the sale's creation go to the first target.
+	c := &client{base: cfg.Targets[0], hc: hc, adminToken: cfg.AdminToken}
 
 	s, created, err := findSale(ctx, cfg, c)
 	if err != nil {
@@ -90,7 +92,7 @@ func load(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	lr := &loadRun{cfg: cfg, runID: newRunID(), sale: s, pool: pool, ledger: newPurchaseLedger(s.TotalItems)}
 	start := time.Now()
 	lr.rec = newRecorder(start)
-	lr.c = &client{base: cfg.Target, hc: hc, adminToken: cfg.AdminToken, rec: lr.rec}
+	lr.c = &client{base: cfg.Targets[0], spread: cfg.Targets, next: new(atomic.Uint64), hc: hc, adminToken: cfg.AdminToken, rec: lr.rec}
 	lr.ctx = ctx
 	lr.stop, lr.endLoad = context.WithCancelCause(ctx)
 	timer := time.AfterFunc(cfg.Duration, func() { lr.endLoad(errDurationElapsed) })

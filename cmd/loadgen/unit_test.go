@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -55,6 +56,8 @@ func TestConfigErrors(t *testing.T) {
 		"create-sale without token": {"-create-sale"},
 		"double-fire above 1":       {"-double-fire", "1.5"},
 		"target not a URL":          {"-target", "localhost:8080"},
+		"second target not a URL":   {"-target", "http://127.0.0.1:8080,localhost:8081"},
+		"empty second target":       {"-target", "http://127.0.0.1:8080,"},
 		"stray argument":            {"flash"},
 		"unknown flag":              {"-rps", "10"},
 	} {
@@ -65,6 +68,36 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("err = %v, want a usage error", err)
 			}
 		})
+	}
+}
+
+// TestSpreadOverTargets runs steady against two targets given as one
+// comma-separated -target: discovery goes to the first, the load to both in
+// turn, and the report counts every request once.
+func TestSpreadOverTargets(t *testing.T) {
+	trivial := newTrivialHandler(200, time.Now())
+	var hits [2]atomic.Int64
+	var urls []string
+	for i := range hits {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/checkout" {
+				hits[i].Add(1)
+			}
+			trivial.ServeHTTP(w, r)
+		}))
+		defer srv.Close()
+		urls = append(urls, srv.URL)
+	}
+	r := mustRun(t, false, "-target", urls[0]+", "+urls[1]+"/", "-profile", "steady", "-concurrency", "4", "-duration", "300ms")
+	if r.Target != urls[0]+","+urls[1] {
+		t.Errorf("report target %q, want both URLs", r.Target)
+	}
+	a, b := hits[0].Load(), hits[1].Load()
+	if a == 0 || b == 0 || a-b > 1 || b-a > 1 {
+		t.Errorf("checkouts per target: %d and %d, want an even split", a, b)
+	}
+	if e := r.endpoint(t, epCheckout); e.Requests != a+b {
+		t.Errorf("report counts %d checkouts, the targets saw %d", e.Requests, a+b)
 	}
 }
 

@@ -113,8 +113,11 @@ type Queued struct {
 
 func (q *Queued) queued() *Queued { return q }
 
-func (q *Queued) take() bool     { return q.state.CompareAndSwap(0, 1) }
-func (q *Queued) withdraw() bool { return q.state.CompareAndSwap(0, 2) }
+func (q *Queued) take() bool { return q.state.CompareAndSwap(0, 1) }
+
+// Withdraw marks the request as never to be handled and reports whether it
+// was in time: false when a writer has already taken it into a batch.
+func (q *Queued) Withdraw() bool { return q.state.CompareAndSwap(0, 2) }
 
 // Await waits for the answer of a submitted request on done. When ctx ends
 // first and no writer has taken the request yet, the request is withdrawn —
@@ -128,7 +131,7 @@ func Await[R Request, A any](ctx context.Context, req R, done <-chan A) (answer 
 	case a := <-done:
 		return a, true
 	case <-ctx.Done():
-		if req.queued().withdraw() {
+		if req.queued().Withdraw() {
 			return answer, false
 		}
 		return <-done, true

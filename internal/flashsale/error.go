@@ -26,6 +26,7 @@ const (
 	EMethodNotAllowed = "method_not_allowed"
 	EUnavailable      = "service_unavailable" // PostgreSQL or Redis unreachable
 	EOverloaded       = "overloaded"          // too many requests in flight: retry shortly
+	ERateLimited      = "rate_limited"        // the user's or address's request budget is spent
 	EInternal         = "internal_error"
 )
 

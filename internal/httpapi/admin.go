@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"strings"
@@ -21,22 +23,57 @@ type createSaleRequest struct {
 	Duration   *string `json:"duration"` // a Go duration, e.g. "10m"
 }
 
-// authorized reports whether r carries "Authorization: Bearer <admin token>".
-// It compares SHA-256 digests in constant time, so neither the token nor its
-// length leaks through timing.
-func (s *Server) authorized(r *http.Request) bool {
-	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return false
+// Why an admin request was refused, as logged.
+const (
+	authMissing   = "missing"   // no Authorization header
+	authMalformed = "malformed" // not "Bearer <token>", or more than one header
+	authWrong     = "wrong"     // a bearer token that is not the admin token
+)
+
+// authorize checks that r carries "Authorization: Bearer <admin token>"; the
+// scheme is case-insensitive and spaces around the token are ignored. It
+// returns "" when it does, else why not. It compares SHA-256 digests in
+// constant time, so neither the token nor its length leaks through timing.
+func (s *Server) authorize(r *http.Request) (refused string) {
+	vals := r.Header.Values("Authorization")
+	switch {
+	case len(vals) == 0:
+		return authMissing
+	case len(vals) > 1:
+		return authMalformed
 	}
-	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
-	return subtle.ConstantTimeCompare(got[:], s.adminHash[:]) == 1
+	scheme, token, ok := strings.Cut(strings.TrimSpace(vals[0]), " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return authMalformed
+	}
+	got := sha256.Sum256([]byte(token))
+	if subtle.ConstantTimeCompare(got[:], s.adminHash[:]) != 1 {
+		return authWrong
+	}
+	return ""
+}
+
+// checkJSONContentType returns eUnsupportedMediaType unless r's body is
+// declared JSON or not declared at all.
+func checkJSONContentType(r *http.Request) error {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return nil
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err == nil && mt == "application/json" {
+		return nil
+	}
+	return flashsale.Errorf(eUnsupportedMediaType, "the request body must be application/json")
 }
 
 // decodeCreateSale reads and validates the body of POST /admin/sales. It
-// returns EInvalid or eTooLarge.
+// returns EInvalid, eTooLarge or eUnsupportedMediaType.
 func decodeCreateSale(w http.ResponseWriter, r *http.Request) (flashsale.NewSale, error) {
 	var n flashsale.NewSale
+	if err := checkJSONContentType(r); err != nil {
+		return n, err
+	}
 	if r.ContentLength > maxBodyBytes {
 		return n, tooLarge()
 	}
@@ -65,9 +102,13 @@ func decodeCreateSale(w http.ResponseWriter, r *http.Request) (flashsale.NewSale
 
 // handleCreateSale serves POST /admin/sales: it creates a sale starting now,
 // outside the schedule. It answers 401 before reading the body unless the
-// admin token is presented.
+// admin token is presented. Refusals are logged at Warn with their reason and
+// the client's address, never with what the client sent, and counted in
+// http_requests_total{handler="/admin/sales",status_code="401"}.
 func (s *Server) handleCreateSale(w http.ResponseWriter, r *http.Request) {
-	if !s.authorized(r) {
+	if refused := s.authorize(r); refused != "" {
+		s.log.WarnContext(r.Context(), "admin request refused",
+			slog.String("reason", refused), slog.String("remote_addr", r.RemoteAddr))
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		s.writeError(w, r, flashsale.Errorf(flashsale.EUnauthorized, "a valid admin bearer token is required"))
 		return

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -84,5 +85,102 @@ func TestAdminCreateSale(t *testing.T) {
 	}
 	if loc := w.Header().Get("Location"); loc != "/sales/"+itoa(got.ID) {
 		t.Errorf("Location = %q", loc)
+	}
+}
+
+// TestAdminAuthorization covers the forms of the Authorization header: each
+// refusal is a 401 with WWW-Authenticate, logged at Warn with its reason and
+// never with what was sent, and counted as a 401 of /admin/sales.
+func TestAdminAuthorization(t *testing.T) {
+	h := newStoreHarness(t, Options{AdminToken: testAdminToken})
+	wrong := "wrong-" + testAdminToken
+	refusals := []struct {
+		name   string
+		auth   []string // Authorization headers sent
+		reason string
+	}{
+		{"missing", nil, authMissing},
+		{"empty", []string{""}, authMalformed},
+		{"Basic scheme", []string{"Basic " + wrong}, authMalformed},
+		{"Bearer alone", []string{"Bearer"}, authMalformed},
+		{"Bearer and spaces", []string{"Bearer   "}, authMalformed},
+		{"token without scheme", []string{wrong}, authMalformed},
+		{"tab separator", []string{"Bearer\t" + testAdminToken}, authMalformed},
+		{"two headers", []string{"Bearer " + testAdminToken, "Bearer " + testAdminToken}, authMalformed},
+		{"wrong token", []string{"Bearer " + wrong}, authWrong},
+		{"token prefix", []string{"Bearer " + testAdminToken[:len(testAdminToken)-1]}, authWrong},
+		{"token and more", []string{"Bearer " + testAdminToken + " " + testAdminToken}, authWrong},
+		{"token in another case", []string{"Bearer " + strings.ToUpper(testAdminToken)}, authWrong},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(h.logs.String())
+			req := httptest.NewRequest("POST", "/admin/sales", strings.NewReader(`{"total_items":5,"duration":"10m"}`))
+			for _, a := range tt.auth {
+				req.Header.Add("Authorization", a)
+			}
+			w := httptest.NewRecorder()
+			h.srv.Handler().ServeHTTP(w, req)
+			wantError(t, w, http.StatusUnauthorized, flashsale.EUnauthorized)
+			if got := w.Header().Get("WWW-Authenticate"); got != "Bearer" {
+				t.Errorf("WWW-Authenticate = %q", got)
+			}
+			logs := h.logs.String()[before:]
+			if !strings.Contains(logs, "level=WARN msg=\"admin request refused\" reason="+tt.reason) {
+				t.Errorf("refusal not logged with reason %s:\n%s", tt.reason, logs)
+			}
+			for _, secret := range []string{testAdminToken, wrong, strings.ToUpper(testAdminToken)} {
+				if strings.Contains(logs, secret) {
+					t.Errorf("log holds what was sent (%q):\n%s", secret, logs)
+				}
+			}
+		})
+	}
+	if n := h.counter("http_requests_total", requestAttrs("/admin/sales", "POST", "401")...); n != int64(len(refusals)) {
+		t.Errorf("401s counted %d, want %d", n, len(refusals))
+	}
+	assertNoSecrets(t, h, testAdminToken, wrong)
+	// Accepted: the scheme in any case, spaces around the token.
+	for i, auth := range []string{"Bearer " + testAdminToken, "bearer  " + testAdminToken, "BEARER " + testAdminToken + "  "} {
+		body := `{"total_items":5,"duration":"` + itoa(int64(10+i)) + `m"}`
+		w := h.do("POST", "/admin/sales", strings.NewReader(body), "Authorization", auth)
+		if w.Code != http.StatusCreated && w.Code != http.StatusConflict { // a sale per second
+			t.Errorf("%q: status %d %s", auth, w.Code, w.Body)
+		}
+	}
+}
+
+// TestAdminSeparateListener checks that with SeparateAdmin the API's handler
+// does not serve the admin route and the admin handler serves only it.
+func TestAdminSeparateListener(t *testing.T) {
+	h := newStoreHarness(t, Options{AdminToken: testAdminToken, SeparateAdmin: true})
+	body := `{"total_items":5,"duration":"10m"}`
+	w := h.do("POST", "/admin/sales", strings.NewReader(body), "Authorization", "Bearer "+testAdminToken)
+	wantError(t, w, http.StatusNotFound, flashsale.ENotFound)
+	admin := h.srv.AdminHandler()
+	if admin == nil {
+		t.Fatal("no admin handler")
+	}
+	do := func(method, target, body, auth string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, target, strings.NewReader(body))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		w := httptest.NewRecorder()
+		admin.ServeHTTP(w, req)
+		return w
+	}
+	wantError(t, do("POST", "/admin/sales", body, ""), http.StatusUnauthorized, flashsale.EUnauthorized)
+	wantError(t, do("GET", "/admin/sales", "", "Bearer "+testAdminToken), http.StatusMethodNotAllowed, flashsale.EMethodNotAllowed)
+	wantError(t, do("POST", "/checkout?user_id=u1&id=1", "", ""), http.StatusNotFound, flashsale.ENotFound)
+	wantError(t, do("GET", "/sales/active", "", ""), http.StatusNotFound, flashsale.ENotFound)
+	var got saleResponse
+	decode(t, do("POST", "/admin/sales", body, "Bearer "+testAdminToken), http.StatusCreated, &got)
+	if n := h.counter("http_requests_total", requestAttrs("/admin/sales", "POST", "201")...); n != 1 {
+		t.Errorf("admin 201 counted %d times", n)
+	}
+	// Without an admin token there is nothing to serve separately.
+	if newHarness(t, Options{SeparateAdmin: true}).srv.AdminHandler() != nil {
+		t.Error("admin handler without an admin token")
 	}
 }

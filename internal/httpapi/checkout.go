@@ -92,6 +92,9 @@ func (s *Server) checkout(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return flashsale.CheckoutResult{}, err
 	}
+	if err := s.limits.check(ctx, r, "checkout:user:"+q.UserID); err != nil {
+		return flashsale.CheckoutResult{}, err
+	}
 	ctx, span := s.tracer.Start(ctx, "sale.checkout")
 	defer span.End()
 	res, saleID, err := s.svc.Checkout(ctx, q.UserID, q.ItemID)

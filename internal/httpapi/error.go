@@ -6,14 +6,20 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
 )
 
-// eTooLarge is the error code of a request body over maxBodyBytes. It is the
-// one code of the API that the domain does not define: only HTTP has bodies.
-const eTooLarge = "request_too_large"
+// Error codes of the API that the domain does not define: only HTTP has
+// bodies, request targets, headers and media types.
+const (
+	eTooLarge             = "request_too_large" // a body over maxBodyBytes
+	eURITooLong           = "uri_too_long"
+	eHeadersTooLarge      = "headers_too_large"
+	eUnsupportedMediaType = "unsupported_media_type"
+)
 
 // errorStatus is the one table from error codes to HTTP statuses. Codes it
 // does not know, and EInternal, are 500.
@@ -33,8 +39,16 @@ func errorStatus(code string) int {
 		return http.StatusGone
 	case eTooLarge:
 		return http.StatusRequestEntityTooLarge
+	case eURITooLong:
+		return http.StatusRequestURITooLong
+	case eHeadersTooLarge:
+		return http.StatusRequestHeaderFieldsTooLarge
+	case eUnsupportedMediaType:
+		return http.StatusUnsupportedMediaType
 	case flashsale.EUserLimit:
 		return http.StatusUnprocessableEntity
+	case flashsale.ERateLimited:
+		return http.StatusTooManyRequests
 	case flashsale.EUnavailable, flashsale.EOverloaded:
 		return http.StatusServiceUnavailable
 	}
@@ -65,6 +79,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if retryable(code) {
 		w.Header().Set("Retry-After", "1")
+	}
+	var wait retryAfter
+	if errors.As(err, &wait) {
+		w.Header().Set("Retry-After", strconv.FormatInt(wait.seconds(), 10))
 	}
 	s.writeJSON(w, r, errorStatus(code), errorResponse{Error: code, Message: flashsale.ErrorMessage(err)})
 }

@@ -86,6 +86,9 @@ func (s *Server) purchase(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return nil, err
 	}
+	if err := s.limits.check(ctx, r, "purchase:code:"+q.Code); err != nil {
+		return nil, err
+	}
 	ctx, span := s.tracer.Start(ctx, "sale.purchase")
 	defer span.End()
 	span.SetAttributes(attribute.Int64("sale.id", q.SaleID))

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"path"
 	"runtime/debug"
 	"slices"
 	"strings"
@@ -35,6 +36,20 @@ const instrumentationName = "github.com/flashsale/flashsale/internal/httpapi"
 // maxBodyBytes bounds every request body.
 const maxBodyBytes = 4 << 10
 
+// Limits of the request line and header, checked before routing so that an
+// oversized request gets a JSON error (the API's own parameters need far
+// less). The server's http.Server.MaxHeaderBytes must stay above both
+// together: past it net/http answers a plain-text 431 itself, before any
+// handler runs.
+const (
+	// MaxURIBytes bounds the request target (path and query): 414 above it,
+	// and above maxQueryLen for the query alone.
+	MaxURIBytes = 8 << 10
+	// MaxHeaderBytes bounds the header fields, Host included, counted as
+	// "Name: value\r\n" lines: 431 above it.
+	MaxHeaderBytes = 16 << 10
+)
+
 // unmatchedLabel is the handler label of requests that matched no route.
 const unmatchedLabel = "unmatched"
 
@@ -55,12 +70,19 @@ type Options struct {
 	Checks map[string]func(context.Context) error
 	// MetricsHandler is mounted at GET /metrics when non-nil.
 	MetricsHandler http.Handler
+	// SeparateAdmin serves the admin API from AdminHandler only, for a
+	// listener of its own; Handler then answers 404 for it.
+	SeparateAdmin bool
 	// MaxInFlight bounds the API requests being worked on at once; others
 	// wait up to QueueWait for a slot, then get 503 overloaded with
 	// Retry-After. Beyond what the CPU and the dependencies can serve, more
 	// concurrency only adds latency and memory. 0 means no bound.
 	MaxInFlight int
 	QueueWait   time.Duration
+	// RateLimits are the abuse limits of checkout and purchase; nil or
+	// every limit off: none. The server keeps the pointer and logs its
+	// warnings to Logger.
+	RateLimits *RateLimits
 }
 
 // Server serves the HTTP API of a flashsale.Service.
@@ -77,13 +99,16 @@ type Server struct {
 	started      time.Time
 	shuttingDown atomic.Bool
 
+	limits    *RateLimits   // nil: no abuse limits
 	slots     chan struct{} // admission: one token per API request in flight; nil: no bound
 	queueWait time.Duration
 
-	mux      *http.ServeMux
-	routes   map[string]route // by ServeMux pattern; read-only once built
-	untraced map[string]bool  // paths of probes, neither traced nor counted
-	handler  http.Handler
+	mux          *http.ServeMux
+	adminMux     *http.ServeMux   // the admin API when served on its own; else nil
+	routes       map[string]route // by ServeMux pattern; read-only once built
+	untraced     map[string]bool  // paths of probes, neither traced nor counted
+	handler      http.Handler
+	adminHandler http.Handler // nil unless adminMux is set
 }
 
 // route is what the server knows of a registered pattern.
@@ -135,6 +160,13 @@ func NewServer(svc *flashsale.Service, opts Options) (*Server, error) {
 	if opts.MaxInFlight > 0 {
 		s.slots = make(chan struct{}, opts.MaxInFlight)
 	}
+	if rl := opts.RateLimits; rl.active() {
+		rl.log = log
+		if err := rl.prepare(); err != nil {
+			return nil, err
+		}
+		s.limits = rl
+	}
 	for _, name := range slices.Sorted(maps.Keys(opts.Checks)) {
 		fn := opts.Checks[name]
 		if fn == nil {
@@ -145,19 +177,32 @@ func NewServer(svc *flashsale.Service, opts Options) (*Server, error) {
 	if err := s.registerHealthGauge(mp.Meter(instrumentationName)); err != nil {
 		return nil, fmt.Errorf("httpapi: create instruments: %w", err)
 	}
+	if opts.SeparateAdmin && s.adminEnabled {
+		s.adminMux = http.NewServeMux()
+	}
 	s.registerRoutes(opts.MetricsHandler)
-	s.handler = otelhttp.NewHandler(http.HandlerFunc(s.serve), "flashsale",
-		otelhttp.WithTracerProvider(tp),
-		otelhttp.WithMeterProvider(mp),
-		otelhttp.WithPropagators(prop),
-		otelhttp.WithSpanNameFormatter(spanName),
-		otelhttp.WithFilter(func(r *http.Request) bool { return !s.untraced[r.URL.Path] }),
-	)
+	instrument := func(mux *http.ServeMux) http.Handler {
+		return otelhttp.NewHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { s.serve(mux, w, r) }), "flashsale",
+			otelhttp.WithTracerProvider(tp),
+			otelhttp.WithMeterProvider(mp),
+			otelhttp.WithPropagators(prop),
+			otelhttp.WithSpanNameFormatter(spanName),
+			otelhttp.WithFilter(func(r *http.Request) bool { return !s.untraced[r.URL.Path] }),
+		)
+	}
+	s.handler = instrument(s.mux)
+	if s.adminMux != nil {
+		s.adminHandler = instrument(s.adminMux)
+	}
 	return s, nil
 }
 
 // Handler returns the root handler of the API, instrumented with otelhttp.
 func (s *Server) Handler() http.Handler { return s.handler }
+
+// AdminHandler returns the root handler of the admin API alone when
+// Options.SeparateAdmin is set and the admin API is enabled; else nil.
+func (s *Server) AdminHandler() http.Handler { return s.adminHandler }
 
 // SetShuttingDown makes /readyz answer 503 from now on, so that load
 // balancers stop sending traffic before the server stops.
@@ -170,7 +215,10 @@ func (s *Server) registerRoutes(metricsHandler http.Handler) {
 	s.handle("GET /sales/active", true, s.handleActiveSale)
 	s.handle("GET /sales/{id}", true, s.handleSale)
 	s.handle("GET /sales/{id}/items", true, s.handleSaleItems)
-	if s.adminEnabled {
+	switch {
+	case s.adminMux != nil:
+		s.handleOn(s.adminMux, "POST /admin/sales", true, s.handleCreateSale)
+	case s.adminEnabled:
 		s.handle("POST /admin/sales", true, s.handleCreateSale)
 	}
 	s.handle("GET /health", false, s.handleHealth)
@@ -184,13 +232,18 @@ func (s *Server) registerRoutes(metricsHandler http.Handler) {
 // handle registers h for pattern. API routes are traced and counted; the
 // others (probes and /metrics) are neither.
 func (s *Server) handle(pattern string, api bool, h http.HandlerFunc) {
+	s.handleOn(s.mux, pattern, api, h)
+}
+
+// handleOn registers h for pattern on mux.
+func (s *Server) handleOn(mux *http.ServeMux, pattern string, api bool, h http.HandlerFunc) {
 	_, path, _ := strings.Cut(pattern, " ")
 	rt := route{label: path, api: api, attr: semconv.HTTPRoute(path)}
 	s.routes[pattern] = rt
 	if !api {
 		s.untraced[path] = true
 	}
-	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// otelhttp named the span before routing; name it by route now.
 		span := trace.SpanFromContext(r.Context())
 		span.SetName(pattern)
@@ -234,18 +287,70 @@ func (s *Server) release() {
 	}
 }
 
-// serve routes r, answering JSON errors for unknown routes and methods, and
-// recovers from panics. It passes r itself to the mux so that otelhttp sees
-// the r.Pattern the mux sets.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+// serve routes r on mux, answering JSON errors for oversized requests and
+// for unknown routes and methods, and recovers from panics. It passes r
+// itself to the mux so that otelhttp sees the r.Pattern the mux sets.
+func (s *Server) serve(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	rw := &responseWriter{ResponseWriter: w}
 	defer func() { s.finish(rw, r, start, recover()) }()
-	if h, pattern := s.mux.Handler(r); pattern == "" {
+	h, pattern := mux.Handler(r)
+	if err := checkRequestSize(r); err != nil {
+		// Rejected before the route's handler (and its admission slot),
+		// but labelled with the route it was meant for.
+		if rt, ok := s.routes[pattern]; ok {
+			r.Pattern = pattern
+			span := trace.SpanFromContext(r.Context())
+			span.SetName(pattern)
+			span.SetAttributes(rt.attr)
+		}
+		s.writeError(rw, r, err)
+		return
+	}
+	if pattern == "" || !isCleanPath(r.URL.Path) {
+		// A path with "." or ".." segments or doubled slashes is not one of
+		// the API's: the mux would redirect it, in HTML; it is a JSON 404.
 		s.unmatched(rw, r, h)
 		return
 	}
-	s.mux.ServeHTTP(rw, r)
+	mux.ServeHTTP(rw, r)
+}
+
+// isCleanPath reports whether p is already in the canonical form ServeMux
+// routes without redirecting: rooted, no "." or ".." segments, no doubled
+// slashes.
+func isCleanPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	c := path.Clean(p)
+	if p[len(p)-1] == '/' && c != "/" {
+		c += "/"
+	}
+	return c == p
+}
+
+// checkRequestSize returns eURITooLong or eHeadersTooLarge for a request
+// over MaxURIBytes, maxQueryLen or MaxHeaderBytes.
+func checkRequestSize(r *http.Request) error {
+	if len(r.RequestURI) > MaxURIBytes || len(r.URL.RawQuery) > maxQueryLen {
+		return flashsale.Errorf(eURITooLong, "the request target must be at most %d bytes, its query at most %d", MaxURIBytes, maxQueryLen)
+	}
+	if headerBytes(r) > MaxHeaderBytes {
+		return flashsale.Errorf(eHeadersTooLarge, "the request header fields must be at most %d bytes", MaxHeaderBytes)
+	}
+	return nil
+}
+
+// headerBytes is the size of r's header fields as sent in HTTP/1.1.
+func headerBytes(r *http.Request) int {
+	n := len("Host: \r\n") + len(r.Host)
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + len(": \r\n") + len(v)
+		}
+	}
+	return n
 }
 
 // unmatched answers a request that matched no route: 405 with Allow when the

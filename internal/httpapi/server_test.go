@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"iter"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -378,30 +379,42 @@ func assertNoSecrets(t *testing.T, h *harness, secrets ...string) {
 			}
 		}
 	}
-	for _, sm := range h.collect().ScopeMetrics {
-		for _, m := range sm.Metrics {
-			var sets []attribute.Set
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				for _, dp := range d.DataPoints {
-					sets = append(sets, dp.Attributes)
+	for name, kv := range h.metricAttributes() {
+		check("metric "+name, kv)
+	}
+}
+
+// metricAttributes yields every attribute of every data point the harness's
+// meter collected, with its instrument's name.
+func (h *harness) metricAttributes() iter.Seq2[string, attribute.KeyValue] {
+	return func(yield func(string, attribute.KeyValue) bool) {
+		for _, sm := range h.collect().ScopeMetrics {
+			for _, m := range sm.Metrics {
+				var sets []attribute.Set
+				switch d := m.Data.(type) {
+				case metricdata.Sum[int64]:
+					for _, dp := range d.DataPoints {
+						sets = append(sets, dp.Attributes)
+					}
+				case metricdata.Sum[float64]:
+					for _, dp := range d.DataPoints {
+						sets = append(sets, dp.Attributes)
+					}
+				case metricdata.Histogram[int64]:
+					for _, dp := range d.DataPoints {
+						sets = append(sets, dp.Attributes)
+					}
+				case metricdata.Histogram[float64]:
+					for _, dp := range d.DataPoints {
+						sets = append(sets, dp.Attributes)
+					}
 				}
-			case metricdata.Histogram[float64]:
-				for _, dp := range d.DataPoints {
-					sets = append(sets, dp.Attributes)
-				}
-			case metricdata.Sum[float64]:
-				for _, dp := range d.DataPoints {
-					sets = append(sets, dp.Attributes)
-				}
-			case metricdata.Histogram[int64]:
-				for _, dp := range d.DataPoints {
-					sets = append(sets, dp.Attributes)
-				}
-			}
-			for _, set := range sets {
-				for _, kv := range set.ToSlice() {
-					check("metric "+m.Name, kv)
+				for _, set := range sets {
+					for _, kv := range set.ToSlice() {
+						if !yield(m.Name, kv) {
+							return
+						}
+					}
 				}
 			}
 		}

@@ -26,7 +26,8 @@ type pipeliner struct {
 type scriptCall struct {
 	batch.Queued
 	parent trace.SpanContext
-	script *redis.Script
+	sha    string
+	script *redis.Script // nil: a NOSCRIPT answer is left to the caller
 	keys   []string
 	args   []any
 	cmd    *redis.Cmd
@@ -45,7 +46,7 @@ func newPipeliner(rdb redis.UniversalClient, max, writers int, timeout time.Dura
 // whatever happens to ctx: a script that ran must have its reply read by its
 // caller.
 func (p *pipeliner) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
-	call := &scriptCall{parent: trace.SpanContextFromContext(ctx), script: script, keys: keys, args: args, done: make(chan struct{})}
+	call := p.newCall(ctx, script.Hash(), script, keys, args)
 	err := p.calls.Submit(ctx, call)
 	if err == nil {
 		if _, ok := batch.Await(ctx, call, call.done); ok {
@@ -53,6 +54,33 @@ func (p *pipeliner) run(ctx context.Context, script *redis.Script, keys []string
 		}
 		err = ctx.Err()
 	}
+	return failedCmd(ctx, err)
+}
+
+// runSha runs the script of hash sha through the next pipeline, without
+// falling back to EVAL (a NOSCRIPT answer is the caller's), for calls whose
+// answer may be given up: when ctx ends first, runSha fails at once, and a
+// call already sent finishes in the background, its reply dropped.
+func (p *pipeliner) runSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
+	call := p.newCall(ctx, sha, nil, keys, args)
+	err := p.calls.Submit(ctx, call)
+	if err == nil {
+		select {
+		case <-call.done:
+			return call.cmd
+		case <-ctx.Done():
+			call.Withdraw() // unsent if still queued; else its reply is dropped
+			err = ctx.Err()
+		}
+	}
+	return failedCmd(ctx, err)
+}
+
+func (p *pipeliner) newCall(ctx context.Context, sha string, script *redis.Script, keys []string, args []any) *scriptCall {
+	return &scriptCall{parent: trace.SpanContextFromContext(ctx), sha: sha, script: script, keys: keys, args: args, done: make(chan struct{})}
+}
+
+func failedCmd(ctx context.Context, err error) *redis.Cmd {
 	cmd := redis.NewCmd(ctx)
 	cmd.SetErr(err)
 	return cmd
@@ -66,12 +94,12 @@ func (p *pipeliner) exec(calls []*scriptCall) {
 	defer cancel()
 	pipe := p.rdb.Pipeline()
 	for _, c := range calls {
-		c.cmd = c.script.EvalSha(ctx, pipe, c.keys, c.args...)
+		c.cmd = pipe.EvalSha(ctx, c.sha, c.keys, c.args...)
 	}
 	_, _ = pipe.Exec(ctx) // each command holds its own error
 	var retry []*scriptCall
 	for _, c := range calls {
-		if err := c.cmd.Err(); err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err := c.cmd.Err(); err != nil && c.script != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
 			retry = append(retry, c)
 		}
 	}

@@ -241,6 +241,7 @@ func (s *e2eStack) start(t *testing.T, otelcol, promBin, dbURL string) {
 		"ADMIN_TOKEN=e2e-admin-token",
 		"SALE_ITEMS="+strconv.Itoa(e2eSaleItems),
 		"SHUTDOWN_TIMEOUT=5s",
+		"SHUTDOWN_DELAY=0",
 		"LOG_LEVEL=warn",
 		"OTEL_EXPORTER_OTLP_ENDPOINT=http://"+otlpGRPC,
 		"OTEL_EXPORTER_OTLP_PROTOCOL=grpc",

@@ -1,0 +1,752 @@
+package faults
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flashsale/flashsale/internal/invariants"
+)
+
+// The flash crowd of cmd/loadgen's flash profile, as a library the scenarios
+// can steer: it spreads buyers over several instances, fails over when one
+// is gone, and records every answer — status, error code, Retry-After, time —
+// and every acknowledgement (200 checkouts and purchases), which the checks
+// then look for in PostgreSQL.
+
+// Codes the client gives requests without a usable answer.
+const (
+	codeTimeout   = "timeout"
+	codeTransport = "transport"
+	codeInvalid   = "invalid_response"
+)
+
+// answer is one request and what came back.
+type answer struct {
+	Start, End time.Time
+	Target     string // the instance's URL
+	Endpoint   string // "checkout", "purchase", "items"
+	Status     int    // 0: no answer
+	Code       string // the JSON error code, or one of the client's
+	RetryAfter string
+	Detail     string // transport error or undecodable body
+}
+
+// label names the answer in status tallies: "200", "503 service_unavailable",
+// "transport".
+func (a answer) label() string {
+	switch {
+	case a.Status == 0:
+		return a.Code
+	case a.Code == "":
+		return strconv.Itoa(a.Status)
+	}
+	return strconv.Itoa(a.Status) + "_" + a.Code
+}
+
+func (a answer) ok() bool { return a.Status >= 200 && a.Status < 300 && a.Code == "" }
+
+// retryable: the request may succeed when sent again.
+func (a answer) retryable() bool {
+	switch a.Code {
+	case "service_unavailable", "overloaded", "purchase_in_progress", "rate_limited", codeTimeout, codeTransport:
+		return true
+	}
+	return a.Status == http.StatusServiceUnavailable || a.Status == http.StatusTooManyRequests
+}
+
+// recorder keeps every answer.
+type recorder struct {
+	mu      sync.Mutex
+	answers []answer
+}
+
+func (r *recorder) add(a answer) {
+	r.mu.Lock()
+	r.answers = append(r.answers, a)
+	r.mu.Unlock()
+}
+
+func (r *recorder) all() []answer {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]answer(nil), r.answers...)
+}
+
+// between returns the answers to requests started in [from, to).
+func (r *recorder) between(from, to time.Time) []answer {
+	var out []answer
+	for _, a := range r.all() {
+		if !a.Start.Before(from) && a.Start.Before(to) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// recovery is how long after t the first checkout or purchase sent after t
+// was answered below 500: the service was serving again.
+// With target set, only answers of that instance count.
+func (r *recorder) recovery(t time.Time, target string) (time.Duration, bool) {
+	first := time.Time{}
+	for _, a := range r.all() {
+		if target != "" && a.Target != target {
+			continue
+		}
+		if a.Status > 0 && a.Status < 500 && !a.Start.Before(t) && (a.Endpoint == "checkout" || a.Endpoint == "purchase") {
+			if first.IsZero() || a.End.Before(first) {
+				first = a.End
+			}
+		}
+	}
+	return first.Sub(t), !first.IsZero()
+}
+
+// client speaks the API to one of several instances.
+type client struct {
+	targets []string
+	hc      *http.Client
+	rec     *recorder
+}
+
+// newClient returns a client whose requests time out after timeout: an
+// answer slower than that is a hang.
+func newClient(targets []string, timeout time.Duration) *client {
+	return &client{
+		targets: targets,
+		hc: &http.Client{
+			Timeout: timeout,
+			Transport: &http.Transport{
+				Proxy:               nil,
+				DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+				MaxIdleConnsPerHost: 4096,
+				IdleConnTimeout:     30 * time.Second,
+				DisableCompression:  true,
+			},
+		},
+		rec: &recorder{},
+	}
+}
+
+func (c *client) close() { c.hc.CloseIdleConnections() }
+
+// do sends a request to target i and decodes a 2xx answer into out.
+func (c *client) do(i int, ep, method, path string, out any) answer {
+	a := answer{Start: time.Now(), Target: c.targets[i], Endpoint: ep}
+	defer func() {
+		a.End = time.Now()
+		c.rec.add(a)
+	}()
+	req, err := http.NewRequest(method, c.targets[i]+path, nil)
+	if err != nil {
+		a.Code, a.Detail = codeTransport, err.Error()
+		return a
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			a.Code = codeTimeout
+		} else {
+			a.Code = codeTransport
+		}
+		a.Detail = err.Error()
+		return a
+	}
+	raw := readBody(resp.Body)
+	resp.Body.Close()
+	a.Status, a.RetryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
+			a.Code, a.Detail = codeInvalid, fmt.Sprintf("%.200q", raw)
+		} else {
+			a.Code = e.Error
+		}
+		return a
+	}
+	if out != nil && json.Unmarshal(raw, out) != nil {
+		a.Code, a.Detail = codeInvalid, fmt.Sprintf("%.200q", raw)
+	}
+	return a
+}
+
+type checkoutAnswer struct {
+	Code       string `json:"code"`
+	ItemsCount int    `json:"items_count"`
+}
+
+type purchaseAnswer struct {
+	Success bool `json:"success"`
+	Items   []struct {
+		ID   int64 `json:"id"`
+		Sold bool  `json:"sold"`
+	} `json:"items"`
+	TotalPurchased int `json:"total_purchased"`
+	FailedCount    int `json:"failed_count"`
+}
+
+func (c *client) checkout(i int, user string, item int64) (checkoutAnswer, answer) {
+	var out checkoutAnswer
+	a := c.do(i, "checkout", http.MethodPost, "/checkout?user_id="+url.QueryEscape(user)+"&id="+strconv.FormatInt(item, 10), &out)
+	return out, a
+}
+
+func (c *client) purchase(i int, code string) (purchaseAnswer, answer) {
+	var out purchaseAnswer
+	a := c.do(i, "purchase", http.MethodPost, "/purchase?code="+url.QueryEscape(code), &out)
+	return out, a
+}
+
+// ledger is what the service acknowledged, to be found in PostgreSQL.
+type ledger struct {
+	mu sync.Mutex
+	// mustRows counts checkouts answered 200 or with a domain error: each
+	// has its attempt row. mayRows counts those whose fate the client cannot
+	// know (no answer, 503, other 5xx): each may have one.
+	mustRows, mayRows int
+	accepted          map[string]map[int64]int  // code -> item -> 200 checkouts
+	purchases         map[string]purchaseAnswer // code -> its first 200 answer
+	sold              int                       // items 200 purchases reported sold
+	problems          []string                  // answers that contradict each other
+}
+
+func newLedger() *ledger {
+	return &ledger{accepted: map[string]map[int64]int{}, purchases: map[string]purchaseAnswer{}}
+}
+
+func (l *ledger) problem(format string, args ...any) {
+	if len(l.problems) < 20 {
+		l.problems = append(l.problems, fmt.Sprintf(format, args...))
+	}
+}
+
+// checkedOut notes a checkout's answer.
+func (l *ledger) checkedOut(item int64, out checkoutAnswer, a answer) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case a.ok():
+		l.mustRows++
+		if l.accepted[out.Code] == nil {
+			l.accepted[out.Code] = map[int64]int{}
+		}
+		l.accepted[out.Code][item]++
+	case a.Status == http.StatusTooManyRequests:
+		// Rate-limited checkouts are not passed to the service: no row.
+	case a.Status >= 400 && a.Status < 500:
+		l.mustRows++
+	default:
+		l.mayRows++
+	}
+}
+
+// purchased notes a 200 purchase answer and returns the items it sold, none
+// when it replays an earlier answer (which must then be the same), and the
+// items it failed to sell.
+func (l *ledger) purchased(code string, p purchaseAnswer) (sold, failed []int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if p.TotalPurchased+p.FailedCount != len(p.Items) || p.Success != (p.TotalPurchased > 0) {
+		l.problem("inconsistent purchase answer for %s: %+v", code, p)
+	}
+	if prev, ok := l.purchases[code]; ok {
+		if fmt.Sprint(prev) != fmt.Sprint(p) {
+			l.problem("purchase of %s answered differently on replay: %+v, then %+v", code, prev, p)
+		}
+		return nil, nil
+	}
+	l.purchases[code] = p
+	for _, it := range p.Items {
+		if it.Sold {
+			sold = append(sold, it.ID)
+		} else {
+			failed = append(failed, it.ID)
+		}
+	}
+	l.sold += len(sold)
+	return sold, failed
+}
+
+func (l *ledger) soldCount() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sold
+}
+
+// pool is the items the crowd believes unsold.
+type pool struct {
+	mu  sync.Mutex
+	ids []int64
+	pos map[int64]int
+}
+
+func newPool(saleID int64, n int) *pool {
+	p := &pool{pos: make(map[int64]int, n)}
+	for i := 1; i <= n; i++ {
+		id := saleID*1_000_000 + int64(i)
+		p.pos[id] = len(p.ids)
+		p.ids = append(p.ids, id)
+	}
+	return p
+}
+
+func (p *pool) pick(rng *mrand.Rand) (int64, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.ids) == 0 {
+		return 0, false
+	}
+	return p.ids[rng.IntN(len(p.ids))], true
+}
+
+// remove takes id out and returns how many are left.
+func (p *pool) remove(id int64) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if i, ok := p.pos[id]; ok {
+		last := p.ids[len(p.ids)-1]
+		p.ids[i], p.pos[last] = last, i
+		p.ids = p.ids[:len(p.ids)-1]
+		delete(p.pos, id)
+	}
+	return len(p.ids)
+}
+
+// Flash-crowd behaviour, as cmd/loadgen's flash profile.
+const (
+	wantMax      = 14  // each buyer wants 1 to 14 items: above the limit of 10 for some
+	doubleFire   = 0.1 // share of purchases fired twice at once
+	maxFailures  = 10  // unexpected answers in a row before a buyer gives up
+	buyAttempts  = 5   // tries of one purchase while the answers are retryable
+	maxRetryWait = time.Second
+)
+
+// crowd is a flash crowd running against a sale.
+type crowd struct {
+	c      *client
+	led    *ledger
+	saleID int64
+	pool   *pool
+	runID  string
+	seed   uint64
+
+	stop    context.Context // ends at sell-out or at the deadline
+	end     context.CancelFunc
+	done    chan struct{}
+	soldNow chan struct{} // poked when an item sells
+}
+
+// startCrowd releases users buyers at sale saleID of items items; the crowd
+// stops when every item is sold, every buyer is done, or deadline elapses.
+func startCrowd(t *testing.T, c *client, led *ledger, saleID int64, items, users int, deadline time.Duration) *crowd {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	cr := &crowd{
+		c: c, led: led, saleID: saleID, pool: newPool(saleID, items), runID: "fc" + hex.EncodeToString(b),
+		seed: uint64(time.Now().UnixNano()), done: make(chan struct{}), soldNow: make(chan struct{}, 1),
+	}
+	t.Logf("crowd %s: %d buyers on sale %d of %d items over %d instance(s), seed %d", cr.runID, users, saleID, items, len(c.targets), cr.seed)
+	var cancel context.CancelFunc
+	cr.stop, cancel = context.WithTimeout(context.Background(), deadline)
+	cr.end = cancel
+	var wg sync.WaitGroup
+	for u := range users {
+		wg.Go(func() { cr.user(u) })
+	}
+	go func() {
+		wg.Wait()
+		cancel()
+		close(cr.done)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		<-cr.done
+	})
+	return cr
+}
+
+func (cr *crowd) stopped() bool { return cr.stop.Err() != nil }
+
+// wait waits until the crowd is done.
+func (cr *crowd) wait() { <-cr.done }
+
+// waitSold waits until purchases acknowledged n items sold, or the crowd is
+// done; false in the latter case.
+func (cr *crowd) waitSold(n int) bool {
+	for cr.led.soldCount() < n {
+		select {
+		case <-cr.done:
+			return cr.led.soldCount() >= n
+		case <-cr.soldNow:
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return true
+}
+
+func (cr *crowd) pause(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	select {
+	case <-cr.stop.Done():
+	case <-time.After(d):
+	}
+}
+
+// retryWait is how long to wait after a retryable answer: Retry-After, at
+// most a second; a short pause otherwise.
+func retryWait(a answer) time.Duration {
+	if s, err := strconv.Atoi(a.RetryAfter); err == nil && s > 0 {
+		return min(time.Duration(s)*time.Second, maxRetryWait)
+	}
+	switch a.Code {
+	case codeTransport, codeTimeout:
+		return 200 * time.Millisecond
+	case "purchase_in_progress":
+		return 50 * time.Millisecond
+	}
+	return 20 * time.Millisecond
+}
+
+// buyer is one user of the crowd, with the instance it talks to: a load
+// balancer's choice, moved on when the instance does not answer.
+type buyer struct {
+	id   string
+	rng  *mrand.Rand
+	home int
+}
+
+func (cr *crowd) failover(b *buyer, a answer) {
+	if a.Code == codeTransport || a.Code == codeTimeout {
+		b.home = (b.home + 1) % len(cr.c.targets)
+	}
+}
+
+func (cr *crowd) user(n int) {
+	b := &buyer{id: cr.runID + "-u" + strconv.Itoa(n), rng: mrand.New(mrand.NewPCG(cr.seed, uint64(n)))}
+	want := 1 + b.rng.IntN(wantMax)
+	failedBuys := 0
+	for bought := 0; bought < want && !cr.stopped() && failedBuys < 3; {
+		b.home = b.rng.IntN(len(cr.c.targets)) // each cart through a fresh choice
+		code := cr.fillCart(b, want-bought)
+		if code == "" {
+			return
+		}
+		n, ok := cr.buy(b, code)
+		if !ok {
+			failedBuys++
+		}
+		bought += n
+	}
+}
+
+// fillCart checks out up to k random unsold items and returns the cart's
+// code, "" when nothing was added.
+func (cr *crowd) fillCart(b *buyer, k int) (code string) {
+	inCart := map[int64]bool{}
+	for failures, draws := 0, 0; len(inCart) < k && failures < maxFailures && !cr.stopped(); draws++ {
+		item, ok := cr.pool.pick(b.rng)
+		if !ok || draws > 64*k {
+			return code
+		}
+		if inCart[item] {
+			continue
+		}
+		out, a := cr.c.checkout(b.home, b.id, item)
+		cr.led.checkedOut(item, out, a)
+		switch {
+		case a.ok():
+			code, inCart[item], failures = out.Code, true, 0
+		case a.Code == "item_sold":
+			cr.itemSold(item)
+		case a.Code == "already_in_cart":
+			inCart[item] = true
+		case a.Code == "user_limit_reached", a.Code == "sale_ended":
+			return code
+		default:
+			failures++
+			cr.failover(b, a)
+			cr.pause(retryWait(a))
+		}
+	}
+	return code
+}
+
+func (cr *crowd) itemSold(id int64) {
+	if cr.pool.remove(id) == 0 {
+		cr.end() // sold out
+	}
+	select {
+	case cr.soldNow <- struct{}{}:
+	default:
+	}
+}
+
+// buy purchases code (sometimes fired twice at once), retrying retryable
+// answers; it returns the items sold and whether a 200 came back.
+func (cr *crowd) buy(b *buyer, code string) (int, bool) {
+	fires := 1
+	if b.rng.Float64() < doubleFire {
+		fires = 2
+	}
+	for range buyAttempts {
+		outs := make([]purchaseAnswer, fires)
+		as := make([]answer, fires)
+		var wg sync.WaitGroup
+		for i := range fires {
+			wg.Go(func() { outs[i], as[i] = cr.c.purchase(b.home, code) })
+		}
+		wg.Wait()
+		sold, answered, retry := 0, false, false
+		var wait time.Duration
+		for i, a := range as {
+			if a.ok() {
+				answered = true
+				newly, failed := cr.led.purchased(code, outs[i])
+				for _, id := range newly {
+					sold++
+					cr.itemSold(id)
+				}
+				// An item a purchase could not sell went to another cart
+				// (or the user is at the limit): the crowd leaves it, the
+				// sweep finds whatever is really left.
+				for _, id := range failed {
+					cr.itemSold(id)
+				}
+				continue
+			}
+			if a.retryable() {
+				retry = true
+				wait = max(wait, retryWait(a))
+				cr.failover(b, a)
+			}
+		}
+		if answered || !retry {
+			return sold, answered
+		}
+		fires = 1
+		// A purchase is retried even after the crowd stopped: an
+		// acknowledgement lost to a fault is replayed by the next try.
+		time.Sleep(wait)
+	}
+	return 0, false
+}
+
+// sweep buys every item PostgreSQL says is unsold with fresh users, ten
+// items each, through the service, until the sale is sold out or rounds run
+// out. It shows that the service sells again after the fault.
+func sweep(t *testing.T, c *client, led *ledger, db *sql.DB, saleID int64) {
+	t.Helper()
+	ctx := context.Background()
+	var swept atomic.Int64
+	for round := range 5 {
+		var unsold []int64
+		rows, err := db.QueryContext(ctx, `SELECT id FROM items WHERE sale_id = $1 AND NOT sold ORDER BY id`, saleID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var id int64
+			if err := rows.Scan(&id); err != nil {
+				t.Fatal(err)
+			}
+			unsold = append(unsold, id)
+		}
+		rows.Close()
+		if len(unsold) == 0 {
+			break
+		}
+		work := make(chan []int64)
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				n := 0
+				for chunk := range work {
+					n++
+					target := (w + n) % len(c.targets)
+					user := fmt.Sprintf("sweep%d-%d-%d-%d", round, w, n, time.Now().UnixNano())
+					sweepCart(c, led, target, user, chunk, &swept)
+				}
+			})
+		}
+		for i := 0; i < len(unsold); i += 10 {
+			work <- unsold[i:min(i+10, len(unsold))]
+		}
+		close(work)
+		wg.Wait()
+	}
+	t.Logf("sweep: %d items sold after the crowd", swept.Load())
+}
+
+func sweepCart(c *client, led *ledger, target int, user string, items []int64, swept *atomic.Int64) {
+	code := ""
+	for _, id := range items {
+		for try := 0; try < 20; try++ {
+			out, a := c.checkout(target, user, id)
+			led.checkedOut(id, out, a)
+			if a.ok() {
+				code = out.Code
+			}
+			if !a.retryable() {
+				break
+			}
+			time.Sleep(retryWait(a))
+		}
+	}
+	if code == "" {
+		return
+	}
+	for try := 0; try < 20; try++ {
+		out, a := c.purchase(target, code)
+		if a.ok() {
+			sold, _ := led.purchased(code, out)
+			swept.Add(int64(len(sold)))
+			return
+		}
+		if !a.retryable() {
+			return
+		}
+		time.Sleep(retryWait(a))
+	}
+}
+
+// checkSale checks the sale in PostgreSQL against the guarantees and against
+// what the crowd was told: the invariants; every checkout answered has its
+// attempt row; every accepted checkout its row in that cart; every item a
+// 200 purchase reported sold is a purchase of that cart; every purchased
+// code's stored result agrees with its answer; and, when soldOut, every item
+// is sold. With a nil ledger only the invariants and the sell-out are
+// checked.
+func checkSale(t *testing.T, db *sql.DB, saleID int64, led *ledger, soldOut bool) {
+	t.Helper()
+	ctx := context.Background()
+	rep, err := invariants.Check(ctx, db, saleID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range rep.Violations {
+		t.Errorf("invariant broken: %s", v)
+	}
+	if soldOut && rep.ItemsSold != rep.TotalItems {
+		t.Errorf("%d of %d items sold: the service did not sell every item after the fault", rep.ItemsSold, rep.TotalItems)
+	}
+	if led == nil {
+		t.Logf("sale %d: %d/%d sold, %d purchases by %d buyers", saleID, rep.ItemsSold, rep.TotalItems, rep.Purchases, rep.Buyers)
+		return
+	}
+
+	led.mu.Lock()
+	defer led.mu.Unlock()
+	for _, p := range led.problems {
+		t.Errorf("answers: %s", p)
+	}
+	var rows int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM checkout_attempts WHERE sale_id = $1`, saleID).Scan(&rows); err != nil {
+		t.Fatal(err)
+	}
+	if rows < led.mustRows || rows > led.mustRows+led.mayRows {
+		t.Errorf("%d checkout attempt rows; %d checkouts answered must have one, %d more may", rows, led.mustRows, led.mayRows)
+	}
+
+	accepted := map[string]map[int64]int{}
+	r, err := db.QueryContext(ctx, `SELECT checkout_code, item_id, count(*) FROM checkout_attempts
+		WHERE sale_id = $1 AND outcome = 'accepted' GROUP BY 1, 2`, saleID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var code string
+		var item int64
+		var n int
+		if err := r.Scan(&code, &item, &n); err != nil {
+			t.Fatal(err)
+		}
+		if accepted[code] == nil {
+			accepted[code] = map[int64]int{}
+		}
+		accepted[code][item] = n
+	}
+	r.Close()
+	lost := 0
+	for code, items := range led.accepted {
+		for item, n := range items {
+			if accepted[code][item] < n {
+				if lost++; lost <= 5 {
+					t.Errorf("checkout of item %d into cart %s acknowledged %d times, %d accepted rows", item, code, n, accepted[code][item])
+				}
+			}
+		}
+	}
+
+	soldTo := map[int64]string{}
+	r, err = db.QueryContext(ctx, `SELECT item_id, checkout_code FROM purchases WHERE sale_id = $1`, saleID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var item int64
+		var code string
+		if err := r.Scan(&item, &code); err != nil {
+			t.Fatal(err)
+		}
+		soldTo[item] = code
+	}
+	r.Close()
+	stored := map[string]int{}
+	r, err = db.QueryContext(ctx, `SELECT checkout_code, items_purchased FROM cart_purchases WHERE sale_id = $1`, saleID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r.Next() {
+		var code string
+		var n int
+		if err := r.Scan(&code, &n); err != nil {
+			t.Fatal(err)
+		}
+		stored[code] = n
+	}
+	r.Close()
+	acked, missing := 0, 0
+	for code, p := range led.purchases {
+		if n, ok := stored[code]; !ok || n != p.TotalPurchased {
+			if missing++; missing <= 5 {
+				t.Errorf("purchase of %s acknowledged with %d items; stored: %d (present: %v)", code, p.TotalPurchased, n, ok)
+			}
+		}
+		for _, it := range p.Items {
+			if !it.Sold {
+				continue
+			}
+			acked++
+			if got, ok := soldTo[it.ID]; !ok {
+				if missing++; missing <= 5 {
+					t.Errorf("acknowledged sale of item %d (cart %s) is not in purchases", it.ID, code)
+				}
+			} else if got != code {
+				if missing++; missing <= 5 {
+					t.Errorf("item %d acknowledged sold to cart %s, recorded for %s", it.ID, code, got)
+				}
+			}
+		}
+	}
+	t.Logf("sale %d: %d/%d sold, %d purchases by %d buyers; %d items acknowledged sold, %d committed without an acknowledgement the client kept; %d checkout rows (%d answered, %d unknown)",
+		saleID, rep.ItemsSold, rep.TotalItems, rep.Purchases, rep.Buyers, acked, len(soldTo)-acked, rows, led.mustRows, led.mayRows)
+}

@@ -1,0 +1,210 @@
+package httpapi
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/realclientip/realclientip-go"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+)
+
+// Limiter keeps request budgets that every instance of the service shares
+// (internal/redis.RateLimiter keeps them in Redis).
+type Limiter interface {
+	// Allow takes one request from key's budget of rate requests per period
+	// with bursts of burst. It returns 0 when the request may proceed, else
+	// how long until the next one may; an error when it could not decide.
+	Allow(ctx context.Context, key string, rate, burst int, period time.Duration) (retryAfter time.Duration, err error)
+}
+
+// Limit is a budget of Rate requests per Period (a second when zero) with
+// bursts of up to Burst. A Rate of 0 turns the limit off.
+type Limit struct {
+	Rate, Burst int
+	Period      time.Duration
+}
+
+// ParseLimitRate parses a rate "N" or "N/s" (per second), "N/m" or "N/h".
+func ParseLimitRate(s string) (Limit, error) {
+	n, unit, _ := strings.Cut(strings.TrimSpace(s), "/")
+	periods := map[string]time.Duration{"": time.Second, "s": time.Second, "m": time.Minute, "h": time.Hour}
+	period, ok := periods[unit]
+	rate, err := strconv.Atoi(n)
+	if !ok || err != nil || rate < 0 || rate > 1_000_000 {
+		return Limit{}, fmt.Errorf("rate %q: want N, N/s, N/m or N/h with N between 0 and 1000000", s)
+	}
+	return Limit{Rate: rate, Period: period}, nil
+}
+
+func (l Limit) period() time.Duration {
+	if l.Period <= 0 {
+		return time.Second
+	}
+	return l.Period
+}
+
+func (l Limit) on() bool { return l.Rate > 0 }
+
+// RateLimits are the abuse limits of POST /checkout and POST /purchase.
+//
+// User is the budget of one user's checkouts (keyed by user_id) and of one
+// code's purchases (a code names one user's cart; looking its user up would
+// cost a round trip before the limit protects anything, and unknown codes have
+// no user). Addr is the budget of one client address over both endpoints
+// together: the connection's address, or, when that address is one of
+// TrustedProxies, the right-most address of X-Forwarded-For that is not a
+// trusted proxy. IPv6 clients are counted per /64, the block one subscriber
+// holds.
+//
+// A rejected request answers 429 rate_limited with Retry-After and is not
+// passed to the service: a rejected checkout writes no attempt row, since the
+// limit is there to keep abusive traffic off PostgreSQL. When the Limiter
+// fails (Redis unreachable or slower than its timeout) requests are let
+// through: the sale's guarantees are kept by PostgreSQL, not by the limits,
+// and checkout fails with 503 by itself while Redis is down.
+type RateLimits struct {
+	Limiter        Limiter
+	User, Addr     Limit
+	TrustedProxies []net.IPNet
+
+	xff         realclientip.Strategy
+	log         *slog.Logger // the server's; warns, at most every 10 s, while requests go unchecked
+	lastWarning atomic.Int64 // unix nanoseconds of the last failure warning
+}
+
+// active reports whether any limit is on.
+func (rl *RateLimits) active() bool {
+	return rl != nil && rl.Limiter != nil && (rl.User.on() || rl.Addr.on())
+}
+
+// prepare checks the limits and builds what they need at request time.
+func (rl *RateLimits) prepare() error {
+	for _, l := range []Limit{rl.User, rl.Addr} {
+		if l.on() && l.Burst < 1 {
+			return fmt.Errorf("httpapi: rate limit %d per %s needs a burst of at least 1", l.Rate, l.period())
+		}
+	}
+	if len(rl.TrustedProxies) > 0 {
+		s, err := realclientip.NewRightmostTrustedRangeStrategy("X-Forwarded-For", rl.TrustedProxies)
+		if err != nil {
+			return fmt.Errorf("httpapi: trusted proxies: %w", err)
+		}
+		rl.xff = s
+	}
+	if rl.log == nil {
+		rl.log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}
+
+// ParseTrustedProxies parses a comma-separated list of addresses and CIDR
+// ranges ("10.0.0.0/8, 192.0.2.7").
+func ParseTrustedProxies(s string) ([]net.IPNet, error) {
+	var ranges []string
+	for f := range strings.SplitSeq(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			ranges = append(ranges, f)
+		}
+	}
+	return realclientip.AddressesAndRangesToIPNets(ranges...)
+}
+
+// check takes one request from the budgets of the client's address and of
+// userKey, in that order, and returns a rate_limited error carrying the wait
+// when either is spent. A nil *RateLimits (every limit off) does nothing.
+func (rl *RateLimits) check(ctx context.Context, r *http.Request, userKey string) error {
+	if rl == nil {
+		return nil
+	}
+	if rl.Addr.on() {
+		if addr := rl.clientAddr(r); addr != "" {
+			if err := rl.take(ctx, "addr:"+addr, rl.Addr, "too many requests from this address"); err != nil {
+				return err
+			}
+		}
+	}
+	if rl.User.on() {
+		return rl.take(ctx, userKey, rl.User, "too many requests for this user")
+	}
+	return nil
+}
+
+// take draws one request from key's budget.
+func (rl *RateLimits) take(ctx context.Context, key string, l Limit, message string) error {
+	wait, err := rl.Limiter.Allow(ctx, key, l.Rate, l.Burst, l.period())
+	if err != nil {
+		rl.warn(ctx, err)
+		return nil // fail open: see RateLimits
+	}
+	if wait > 0 {
+		return &flashsale.Error{Code: flashsale.ERateLimited, Message: message + ", retry later", Err: retryAfter(wait)}
+	}
+	return nil
+}
+
+// warn logs a limiter failure, at most once every 10 seconds.
+func (rl *RateLimits) warn(ctx context.Context, err error) {
+	now := time.Now().UnixNano()
+	last := rl.lastWarning.Load()
+	if now-last < int64(10*time.Second) || !rl.lastWarning.CompareAndSwap(last, now) {
+		return
+	}
+	rl.log.WarnContext(ctx, "rate limiter unavailable, requests pass unchecked", slog.String("err", err.Error()))
+}
+
+// clientAddr is the key of the request's client address: the IPv4 address,
+// or the /64 of an IPv6 address; "" when there is none (a Unix socket).
+func (rl *RateLimits) clientAddr(r *http.Request) string {
+	ip := realclientip.RemoteAddrStrategy{}.ClientIP(nil, r.RemoteAddr)
+	if rl.xff != nil && ip != "" && rl.trusted(ip) {
+		if fwd := rl.xff.ClientIP(r.Header, r.RemoteAddr); fwd != "" {
+			ip = fwd
+		}
+	}
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return ""
+	}
+	a = a.Unmap().WithZone("")
+	if a.Is4() {
+		return a.String()
+	}
+	p, _ := a.Prefix(64)
+	return p.String()
+}
+
+// trusted reports whether ip is one of the trusted proxies.
+func (rl *RateLimits) trusted(ip string) bool {
+	a, err := netip.ParseAddr(ip)
+	if err != nil {
+		return false
+	}
+	nip := net.IP(a.Unmap().WithZone("").AsSlice())
+	for _, n := range rl.TrustedProxies {
+		if n.Contains(nip) {
+			return true
+		}
+	}
+	return false
+}
+
+// retryAfter is the cause of a rate_limited error: how long the client should
+// wait. writeError turns it into the Retry-After header.
+type retryAfter time.Duration
+
+func (d retryAfter) Error() string { return "rate limit exceeded" }
+
+// seconds is the Retry-After value: whole seconds, rounded up, at least 1.
+func (d retryAfter) seconds() int64 {
+	s := int64((time.Duration(d) + time.Second - 1) / time.Second)
+	return max(s, 1)
+}
