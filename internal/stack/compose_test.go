@@ -602,8 +602,9 @@ func TestGrafanaDashboardsMounted(t *testing.T) {
 	}
 }
 
-// TestDockerfile: pinned base images, the builder's Go version is go.mod's, a static
-// non-root image exposing the service's port.
+// TestDockerfile: pinned base images, the builder's Go version is go.mod's (its
+// toolchain line, which the Makefile and CI use too), a static non-root image exposing
+// the service's port.
 func TestDockerfile(t *testing.T) {
 	s := loadStack(t)
 	df := parseDockerfile(string(s.read(t, dockerfilePath)))
@@ -611,6 +612,11 @@ func TestDockerfile(t *testing.T) {
 		t.Fatalf("%s: no FROM", dockerfilePath)
 	}
 	goVersion := goModVersion(s.read(t, "go.mod"))
+	for _, f := range []string{"Makefile", ".ci/run"} {
+		if want := "go" + goVersion; !strings.Contains(string(s.read(t, f)), "GOTOOLCHAIN") || !strings.Contains(string(s.read(t, f)), want) {
+			t.Errorf("%s does not build with GOTOOLCHAIN %s, the release go.mod names", f, want)
+		}
+	}
 	stageNames := map[string]bool{}
 	builtWithGo := false
 	for _, st := range df.stages {
@@ -625,7 +631,7 @@ func TestDockerfile(t *testing.T) {
 			if path.Base(name) == "golang" {
 				builtWithGo = true
 				if v, _, _ := strings.Cut(tag, "-"); v != goVersion {
-					t.Errorf("%s: builder %s is Go %s, go.mod says go %s: keep them equal", dockerfilePath, img, v, goVersion)
+					t.Errorf("%s: builder %s is Go %s, go.mod builds with go%s: keep them equal", dockerfilePath, img, v, goVersion)
 				}
 			}
 		}
@@ -1610,7 +1616,12 @@ func buildFiles(root string) ([]string, error) {
 }
 
 // goModVersion is the go directive of go.mod.
+// goModVersion returns the Go release go.mod builds with: its toolchain line
+// (without the "go" prefix) when there is one, else its go line.
 func goModVersion(b []byte) string {
+	if m := regexp.MustCompile(`(?m)^toolchain\s+go(\S+)\s*$`).FindSubmatch(b); m != nil {
+		return string(m[1])
+	}
 	m := regexp.MustCompile(`(?m)^go\s+(\S+)\s*$`).FindSubmatch(b)
 	if m == nil {
 		return ""
