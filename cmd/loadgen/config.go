@@ -42,6 +42,7 @@ type config struct {
 	DatabaseURL string
 	JSON        bool
 	HTMLFile    string
+	CPUProfile  string
 	Progress    bool
 	Timeout     time.Duration
 	MaxConns    int
@@ -97,6 +98,7 @@ Flags:
 	fs.StringVar(&c.DatabaseURL, "database-url", "", "PostgreSQL URL for the invariant check after the load (default $DATABASE_URL; -database-url= : no check)")
 	fs.BoolVar(&c.JSON, "json", false, "print the report as JSON (fields: go doc ./cmd/loadgen)")
 	fs.StringVar(&c.HTMLFile, "html", "", "also write a self-contained HTML report with charts to `file`")
+	fs.StringVar(&c.CPUProfile, "cpuprofile", "", "write a CPU profile of the generator during the load to `file` (go tool pprof), to see what the generator itself costs")
 	fs.BoolVar(&c.Progress, "progress", false, "print a progress line every second even when stderr is not a terminal")
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Second, "timeout of one request")
 	fs.IntVar(&c.MaxConns, "max-conns", 0, "connections to the target at most (0: one per concurrent request)")

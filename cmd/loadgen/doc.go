@@ -41,6 +41,9 @@
 // The report goes to stdout as text, or as JSON with -json; -html FILE also
 // writes a self-contained HTML report with charts. A progress line is printed
 // on stderr every second when stderr is a terminal or with -progress.
+// -cpuprofile FILE writes a CPU profile of the generator during the load: on
+// a machine it shares with the service, what it costs is CPU the service does
+// not get.
 //
 // Exit status: 0 when the run passed; 1 when it failed — the invariant check
 // failed or could not run, the service answered a 5xx other than 503, or the

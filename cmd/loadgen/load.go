@@ -9,6 +9,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -89,6 +90,13 @@ func load(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 		return fmt.Errorf("sale %d has no unsold items", s.ID)
 	}
 
+	if cfg.CPUProfile != "" {
+		stopProfile, err := startCPUProfile(cfg.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
+	}
 	lr := &loadRun{cfg: cfg, runID: newRunID(), sale: s, pool: pool, ledger: newPurchaseLedger(s.TotalItems)}
 	start := time.Now()
 	lr.rec = newRecorder(start)
@@ -241,4 +249,21 @@ func (w *saleWatch) state() (sold int, soldOut time.Time) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.sold, w.soldOut
+}
+
+// startCPUProfile profiles the generator into file until the returned
+// function is called.
+func startCPUProfile(file string) (stop func(), err error) {
+	f, err := os.Create(file)
+	if err != nil {
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("-cpuprofile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }

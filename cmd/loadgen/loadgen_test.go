@@ -20,9 +20,10 @@ import (
 func TestFlashSellsOut(t *testing.T) {
 	svc := mustService(t)
 	htmlFile := filepath.Join(t.TempDir(), "flash.html")
+	profFile := filepath.Join(t.TempDir(), "loadgen.prof")
 	r := mustRun(t, false, "-target", svc.URL, "-profile", "flash", "-users", "150", "-create-sale", "-items", "200",
 		"-admin-token", testAdminToken, "-database-url", svc.DatabaseURL, "-duration", "45s", "-seed", "1",
-		"-html", htmlFile)
+		"-html", htmlFile, "-cpuprofile", profFile)
 
 	if r.Result != resultPass || !r.SoldOut || r.EndedBy != "sold_out" {
 		t.Errorf("result %s, sold out %v, ended by %s; failures %q", r.Result, r.SoldOut, r.EndedBy, r.Failures)
@@ -58,6 +59,10 @@ func TestFlashSellsOut(t *testing.T) {
 		t.Errorf("the timeline's last items sold is %d, want 200", last)
 	}
 	checkHTML(t, htmlFile)
+	// The generator's own CPU profile: a gzip-compressed pprof protobuf.
+	if raw, err := os.ReadFile(profFile); err != nil || len(raw) < 2 || raw[0] != 0x1f || raw[1] != 0x8b {
+		t.Errorf("-cpuprofile wrote no profile (%d bytes, %v)", len(raw), err)
+	}
 }
 
 // checkHTML checks that the HTML report is there, has charts, and needs
