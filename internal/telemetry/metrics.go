@@ -96,7 +96,7 @@ func newPrometheusReader(reg prometheus.Registerer) (sdkmetric.Reader, error) {
 // reg (when reg is non-nil) and a periodic OTLP reader (when configured). It
 // returns nil when there is no reader at all.
 func newMeterProvider(ctx context.Context, cfg config, res *resource.Resource, reg *prometheus.Registry) (*sdkmetric.MeterProvider, error) {
-	opts := []sdkmetric.Option{sdkmetric.WithResource(res)}
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithView(droppedViews()...)}
 	if reg != nil {
 		r, err := newPrometheusReader(reg)
 		if err != nil {
@@ -120,7 +120,7 @@ func newMeterProvider(ctx context.Context, cfg config, res *resource.Resource, r
 		}
 		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, ropts...)))
 	}
-	if len(opts) == 1 {
+	if len(opts) == 2 {
 		return nil, nil
 	}
 	return sdkmetric.NewMeterProvider(opts...), nil
@@ -157,4 +157,20 @@ func newMetricExporter(ctx context.Context, c otlpConfig) (sdkmetric.Exporter, e
 		return nil, fmt.Errorf("create OTLP metric exporter (%s): %w", c.protocol, err)
 	}
 	return exp, nil
+}
+
+// droppedInstruments are recorded by instrumentation libraries but not kept:
+// otelhttp's request and response body-size histograms, semantic conventions
+// still in development, which say nothing about an API whose requests carry
+// no body and whose answers are a few hundred bytes of JSON. Each cost two
+// histogram records (and exemplars) per request. The stable
+// http.server.request.duration stays.
+var droppedInstruments = []string{"http.server.request.body.size", "http.server.response.body.size"}
+
+func droppedViews() []sdkmetric.View {
+	views := make([]sdkmetric.View, 0, len(droppedInstruments))
+	for _, name := range droppedInstruments {
+		views = append(views, sdkmetric.NewView(sdkmetric.Instrument{Name: name}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}}))
+	}
+	return views
 }
