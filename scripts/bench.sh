@@ -56,6 +56,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
 cd "$ROOT"
 export PATH="/usr/local/go/bin:$PATH"
+# Build with the Go release go.mod's toolchain line names, as the Makefile does, also when
+# this script is run on its own (the machine's go command may ignore that line).
+export GOTOOLCHAIN="${GOTOOLCHAIN:-$(sed -n 's/^toolchain[[:space:]]*//p' "$ROOT/go.mod")}"
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() {

@@ -48,6 +48,9 @@ if ! command -v go >/dev/null 2>&1; then
 	[[ -x /usr/local/go/bin/go ]] || die "go not found on PATH nor in /usr/local/go/bin"
 	export PATH="/usr/local/go/bin:$PATH"
 fi
+# Build with the Go release go.mod's toolchain line names, as the Makefile does, also when
+# this script is run on its own (the machine's go command may ignore that line).
+export GOTOOLCHAIN="${GOTOOLCHAIN:-$(sed -n 's/^toolchain[[:space:]]*//p' "$ROOT/go.mod")}"
 
 # lock serialises concurrent runs on a lock file of the cache.
 lock() {
