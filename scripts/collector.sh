@@ -37,19 +37,9 @@ usage() {
 
 # ---------------------------------------------------------------- locations
 
-cache_dir() {
-	if [[ -n "${FLASHSALE_CACHE_DIR:-}" ]]; then
-		echo "$FLASHSALE_CACHE_DIR"
-	elif [[ -n "${XDG_CACHE_HOME:-}" ]]; then
-		echo "$XDG_CACHE_HOME/flashsale"
-	elif [[ -n "${HOME:-}" ]]; then
-		echo "$HOME/.cache/flashsale"
-	else
-		die "neither FLASHSALE_CACHE_DIR, XDG_CACHE_HOME nor HOME is set"
-	fi
-}
-
-CACHE_DIR="$(cache_dir)"
+# shellcheck source=scripts/cache-dir.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cache-dir.sh"
+CACHE_DIR="$(flashsale_cache_dir)" || die "neither FLASHSALE_CACHE_DIR, XDG_CACHE_HOME nor HOME is set"
 DIST_DIR="$CACHE_DIR/$DIST_NAME"
 
 # build_key: hash of the manifest and the builder version (the inputs that decide the binary).

@@ -28,19 +28,9 @@ VULNDB_VERSION=v0.0.0-20261105234957-e22db6528018
 log() { printf 'vulncheck: %s\n' "$*" >&2; }
 die() { printf 'vulncheck: error: %s\n' "$*" >&2; exit 1; }
 
-cache_dir() {
-	if [[ -n "${FLASHSALE_CACHE_DIR:-}" ]]; then
-		echo "$FLASHSALE_CACHE_DIR"
-	elif [[ -n "${XDG_CACHE_HOME:-}" ]]; then
-		echo "$XDG_CACHE_HOME/flashsale"
-	elif [[ -n "${HOME:-}" ]]; then
-		echo "$HOME/.cache/flashsale"
-	else
-		die "neither FLASHSALE_CACHE_DIR, XDG_CACHE_HOME nor HOME is set"
-	fi
-}
-
-CACHE_DIR="$(cache_dir)"
+# shellcheck source=scripts/cache-dir.sh
+. "$(dirname "${BASH_SOURCE[0]}")/cache-dir.sh"
+CACHE_DIR="$(flashsale_cache_dir)" || die "neither FLASHSALE_CACHE_DIR, XDG_CACHE_HOME nor HOME is set"
 DB_DIR="$CACHE_DIR/vulndb/$VULNDB_VERSION"
 TOOLS_DIR="$CACHE_DIR/tools"
 

@@ -8,9 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -20,21 +18,9 @@ import (
 
 const testAdminToken = "loadgen-test-token"
 
-var (
-	binDir    string // removed when the tests end
-	buildOnce sync.Once
-	buildErr  error
-)
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "loadgen-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	testenv.RemoveCommands()
 	os.Exit(code)
 }
 
@@ -42,22 +28,7 @@ func TestMain(m *testing.M) {
 // to it as to any deployment: over HTTP, in another process.
 func mustServiceBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(binDir, "flashsale")
-	buildOnce.Do(func() {
-		gobin, err := exec.LookPath("go") // go test puts $GOROOT/bin first on PATH
-		if err != nil {
-			buildErr = err
-			return
-		}
-		out, err := exec.Command(gobin, "build", "-o", bin, "github.com/flashsale/flashsale/cmd/flashsale").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return bin
+	return testenv.Command(t, "github.com/flashsale/flashsale/cmd/flashsale")
 }
 
 // service is a running flashsale process on its own database and Redis

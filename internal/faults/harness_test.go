@@ -43,21 +43,9 @@ func sizes() size {
 	return size{Items: 1000, Users: 300, Hammer: 800}
 }
 
-var (
-	binDir  string
-	buildMu sync.Mutex
-	builds  = map[string]error{} // package -> build error, once built
-)
-
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "faults-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binDir = dir
 	code := m.Run()
-	os.RemoveAll(dir)
+	testenv.RemoveCommands()
 	os.Exit(code)
 }
 
@@ -66,26 +54,7 @@ func TestMain(m *testing.M) {
 // operator does, as processes that can be killed.
 func binary(t *testing.T, pkg string) string {
 	t.Helper()
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	bin := filepath.Join(binDir, filepath.Base(pkg))
-	err, done := builds[pkg]
-	if !done {
-		var gobin string
-		gobin, err = exec.LookPath("go") // go test puts $GOROOT/bin first on PATH
-		if err == nil {
-			var out []byte
-			out, err = exec.Command(gobin, "build", "-o", bin, pkg).CombinedOutput()
-			if err != nil {
-				err = fmt.Errorf("go build %s: %v\n%s", pkg, err, out)
-			}
-		}
-		builds[pkg] = err
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	return bin
+	return testenv.Command(t, pkg)
 }
 
 func serviceBinary(t *testing.T) string {

@@ -5,9 +5,7 @@ package stack
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -18,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 // tailBuffer keeps the last max bytes written to it. Safe for concurrent use.
@@ -279,25 +279,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, watch []*proc, co
 	}
 }
 
-// goBuild builds the package pkg of the module at root into out.
-func goBuild(t *testing.T, root, pkg, out string) {
-	t.Helper()
-	gobin, err := exec.LookPath("go") // go test puts $GOROOT/bin first on PATH
-	if err != nil {
-		if _, statErr := os.Stat("/usr/local/go/bin/go"); statErr != nil {
-			t.Fatalf("go build %s: no go command: %v", pkg, err)
-		}
-		gobin = "/usr/local/go/bin/go"
-	}
-	cmd := exec.Command(gobin, "build", "-o", out, pkg)
-	cmd.Dir = root
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	if err := cmd.Run(); err != nil {
-		var ee *exec.ExitError
-		if errors.As(err, &ee) {
-			t.Fatalf("go build %s failed:\n%s", pkg, stderr.String())
-		}
-		t.Fatalf("go build %s: %v", pkg, err)
-	}
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.RemoveCommands()
+	os.Exit(code)
 }

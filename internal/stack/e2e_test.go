@@ -191,8 +191,7 @@ func (s *e2eStack) start(t *testing.T, otelcol, promBin, dbURL string) {
 	t.Helper()
 	pp := &ports{t: t, used: map[int]bool{}}
 
-	appBin := filepath.Join(s.tmp, "flashsale")
-	goBuild(t, s.root, "./cmd/flashsale", appBin)
+	appBin := testenv.Command(t, "github.com/flashsale/flashsale/cmd/flashsale")
 
 	// The test's own Redis: the outage check stops and restarts it.
 	s.redisPort = pp.next()
