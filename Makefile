@@ -36,7 +36,8 @@ TEST_ENV := FLASHSALE_TEST_DATABASE_URL='postgres://flashsale@127.0.0.1:$(FLASHS
 
 .PHONY: run test test-stack test-faults check-prometheus collector bench bench-load fuzz vulncheck services services-stop services-status build clean
 
-## run: start the server (uses DATABASE_URL/REDIS_URL if both are set, else local services)
+## run: start the server (uses DATABASE_URL/REDIS_URL if both are set, else local services);
+## Ctrl-C stops it at once: no load balancer to drain (SHUTDOWN_DELAY defaults to 0 here)
 run:
 	@if [[ -n "$${DATABASE_URL:-}" && -n "$${REDIS_URL:-}" ]]; then \
 		echo "run: using DATABASE_URL and REDIS_URL from the environment"; \
@@ -44,7 +45,7 @@ run:
 		$(SERVICES) start; \
 		eval "$$($(SERVICES) env)"; \
 	fi; \
-	exec go run ./cmd/flashsale
+	SHUTDOWN_DELAY="$${SHUTDOWN_DELAY:-0}" exec go run ./cmd/flashsale
 
 ## test: go vet, the Prometheus rule checks and race-enabled tests of every package against
 ## the local services, including the end-to-end stack test (service + OpenTelemetry Collector
