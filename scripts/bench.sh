@@ -228,45 +228,40 @@ wait_http() {
 	die "$what was not ready within 60 s at $url (log: ${logf#"$ROOT"/})"
 }
 
+# launch NAME READY_URL WHAT CMD...: record CMD, start it in the background with its output
+# in logs/NAME.log, and wait until READY_URL answers; the pid is in REPLY.
+launch() {
+	local name="$1" url="$2" what="$3"
+	shift 3
+	local logf="$OUT/logs/$name.log"
+	record "$name" "$@"
+	"$@" >"$logf" 2>&1 &
+	local pid=$!
+	PIDS+=("$pid")
+	wait_http "$url" "$pid" "$logf" "$what"
+	REPLY=$pid
+}
+
 # start_service NAME DB PREFIX PORT [VAR=VALUE...]: start bin/flashsale in the background
 # and wait for /readyz; the pid is in REPLY.
 start_service() {
 	local name="$1" db="$2" prefix="$3" port="$4"
 	shift 4
-	local logf="$OUT/logs/$name.log"
-	local cmd=(env HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="$(db_url "$db")" REDIS_URL="$REDIS_URL"
-		REDIS_KEY_PREFIX="$prefix" ADMIN_TOKEN="$ADMIN_TOKEN" LOG_LEVEL="$BENCH_LOG_LEVEL"
-		RATE_LIMIT_USER=0 RATE_LIMIT_ADDR=0 SHUTDOWN_DELAY=0 "$@" "$FLASHSALE")
-	record "$name" "${cmd[@]}"
-	"${cmd[@]}" >"$logf" 2>&1 &
-	local pid=$!
-	PIDS+=("$pid")
-	wait_http "http://127.0.0.1:$port/readyz" "$pid" "$logf" "service $name"
-	REPLY=$pid
+	launch "$name" "http://127.0.0.1:$port/readyz" "service $name" \
+		env HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="$(db_url "$db")" REDIS_URL="$REDIS_URL" \
+		REDIS_KEY_PREFIX="$prefix" ADMIN_TOKEN="$ADMIN_TOKEN" LOG_LEVEL="$BENCH_LOG_LEVEL" \
+		RATE_LIMIT_USER=0 RATE_LIMIT_ADDR=0 SHUTDOWN_DELAY=0 "$@" "$FLASHSALE"
 }
 
 # start_trivial NAME PORT: loadgen serve-trivial; pid in REPLY.
 start_trivial() {
-	local name="$1" port="$2" logf="$OUT/logs/$1.log"
-	local cmd=("$LOADGEN" serve-trivial -addr "127.0.0.1:$port" -items "$STEADY_ITEMS")
-	record "$name" "${cmd[@]}"
-	"${cmd[@]}" >"$logf" 2>&1 &
-	local pid=$!
-	PIDS+=("$pid")
-	wait_http "http://127.0.0.1:$port/sales/active" "$pid" "$logf" "trivial target $name"
-	REPLY=$pid
+	launch "$1" "http://127.0.0.1:$2/sales/active" "trivial target $1" \
+		"$LOADGEN" serve-trivial -addr "127.0.0.1:$2" -items "$STEADY_ITEMS"
 }
 
 # start_sink NAME PORT: the discarding OTLP receiver; pid in REPLY.
 start_sink() {
-	local name="$1" port="$2" logf="$OUT/logs/$1.log"
-	local cmd=("$OTLPSINK" -addr "127.0.0.1:$port")
-	record "$name" "${cmd[@]}"
-	"${cmd[@]}" >"$logf" 2>&1 &
-	local pid=$!
-	PIDS+=("$pid")
-	wait_http "http://127.0.0.1:$port/stats" "$pid" "$logf" "OTLP sink $name"
-	REPLY=$pid
+	launch "$1" "http://127.0.0.1:$2/stats" "OTLP sink $1" "$OTLPSINK" -addr "127.0.0.1:$2"
 }
 
 # create_sale PORT ITEMS: a sale starting now through the admin API; its id in REPLY.
