@@ -97,6 +97,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		RequestTimeout:  durVar("REQUEST_TIMEOUT", 10*time.Second, 100*time.Millisecond),
 		ShutdownTimeout: durVar("SHUTDOWN_TIMEOUT", 20*time.Second, time.Second),
 		ShutdownDelay:   durVar("SHUTDOWN_DELAY", 5*time.Second, 0),
+
+		ReadHeaderTimeout: durVar("READ_HEADER_TIMEOUT", 5*time.Second, 100*time.Millisecond),
 	}
 	if err := c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, errors.New("LOG_LEVEL must be debug, info, warn or error"))
@@ -123,7 +125,6 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if c.AdminToken != "" && len(c.AdminToken) < 8 {
 		errs = append(errs, errors.New("ADMIN_TOKEN must be at least 8 characters"))
 	}
-	c.ReadHeaderTimeout = durVar("READ_HEADER_TIMEOUT", 5*time.Second, 100*time.Millisecond)
 	if c.AdminAddr != "" && c.AdminToken == "" {
 		errs = append(errs, errors.New("ADMIN_ADDR needs ADMIN_TOKEN: the admin API is disabled without it"))
 	}

@@ -122,15 +122,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		return err
 	}
 
-	servers := []*http.Server{newServer(cfg, withDeadline(api.Handler(), cfg.RequestTimeout))}
+	servers := []*http.Server{cfg.newServer(cfg.HTTPAddr, withDeadline(api.Handler(), cfg.RequestTimeout))}
 	if cfg.MetricsAddr != "" && tel.MetricsHandler != nil {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", tel.MetricsHandler)
-		servers = append(servers, newServer(Config{HTTPAddr: cfg.MetricsAddr, ReadHeaderTimeout: cfg.ReadHeaderTimeout}, mux))
+		servers = append(servers, cfg.newServer(cfg.MetricsAddr, mux))
 	}
 	if h := api.AdminHandler(); h != nil {
 		// The admin API alone, for a listener that only operators reach.
-		servers = append(servers, newServer(Config{HTTPAddr: cfg.AdminAddr, ReadHeaderTimeout: cfg.ReadHeaderTimeout}, withDeadline(h, cfg.RequestTimeout)))
+		servers = append(servers, cfg.newServer(cfg.AdminAddr, withDeadline(h, cfg.RequestTimeout)))
 	}
 	if cfg.PprofAddr != "" {
 		// Profiles of a live instance, on a listener of their own that
@@ -141,7 +141,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		srv := newServer(Config{HTTPAddr: cfg.PprofAddr, ReadHeaderTimeout: cfg.ReadHeaderTimeout}, mux)
+		srv := cfg.newServer(cfg.PprofAddr, mux)
 		srv.WriteTimeout = 0 // a CPU profile takes as long as it is asked to
 		servers = append(servers, srv)
 	}
@@ -259,19 +259,15 @@ func withDeadline(h http.Handler, d time.Duration) http.Handler {
 // it.
 const maxHeaderBytes = 256 << 10
 
-// newServer returns a server for h on cfg.HTTPAddr: a client has
-// cfg.ReadHeaderTimeout (default 5s) to send a request's header and 15s for
+// newServer returns a server for h on addr: a client has READ_HEADER_TIMEOUT
+// (c.ReadHeaderTimeout, default 5s) to send a request's header and 15s for
 // the whole request, the response must be written within 30s, and an idle
 // connection is closed after 2 minutes.
-func newServer(cfg Config, h http.Handler) *http.Server {
-	readHeader := cfg.ReadHeaderTimeout
-	if readHeader <= 0 {
-		readHeader = 5 * time.Second
-	}
+func (c Config) newServer(addr string, h http.Handler) *http.Server {
 	return &http.Server{
-		Addr:              cfg.HTTPAddr,
+		Addr:              addr,
 		Handler:           h,
-		ReadHeaderTimeout: readHeader,
+		ReadHeaderTimeout: c.ReadHeaderTimeout,
 		ReadTimeout:       15 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,

@@ -244,10 +244,7 @@ func (s *Server) handleOn(mux *http.ServeMux, pattern string, api bool, h http.H
 		s.untraced[path] = true
 	}
 	mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		// otelhttp named the span before routing; name it by route now.
-		span := trace.SpanFromContext(r.Context())
-		span.SetName(pattern)
-		span.SetAttributes(rt.attr)
+		nameSpan(r, pattern, rt)
 		if api {
 			if err := s.admit(r.Context()); err != nil {
 				s.writeError(w, r, err)
@@ -257,6 +254,14 @@ func (s *Server) handleOn(mux *http.ServeMux, pattern string, api bool, h http.H
 		}
 		h(w, r)
 	}))
+}
+
+// nameSpan names r's server span by its route: otelhttp named it before
+// routing.
+func nameSpan(r *http.Request, pattern string, rt route) {
+	span := trace.SpanFromContext(r.Context())
+	span.SetName(pattern)
+	span.SetAttributes(rt.attr)
 }
 
 // admit takes a slot for an API request, waiting up to queueWait (and no
@@ -300,9 +305,7 @@ func (s *Server) serve(mux *http.ServeMux, w http.ResponseWriter, r *http.Reques
 		// but labelled with the route it was meant for.
 		if rt, ok := s.routes[pattern]; ok {
 			r.Pattern = pattern
-			span := trace.SpanFromContext(r.Context())
-			span.SetName(pattern)
-			span.SetAttributes(rt.attr)
+			nameSpan(r, pattern, rt)
 		}
 		s.writeError(rw, r, err)
 		return
