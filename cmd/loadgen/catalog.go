@@ -36,24 +36,41 @@ func findSale(ctx context.Context, cfg config, c *client) (s sale, created bool,
 		}
 		return s, false, err
 	case cfg.SaleID != 0:
-		s, res := c.sale(ctx, cfg.SaleID)
+		res := retrying(ctx, func() (res response) { s, res = c.sale(ctx, cfg.SaleID); return res })
 		if !res.OK() {
 			return s, false, fmt.Errorf("sale %d: %s", cfg.SaleID, res)
 		}
 		return s, false, nil
 	}
-	s, res := c.activeSale(ctx)
+	res := retrying(ctx, func() (res response) { s, res = c.activeSale(ctx); return res })
 	if !res.OK() {
 		return s, false, fmt.Errorf("active sale: %s", res)
 	}
 	return s, false, nil
 }
 
+// discoveryAttempts bounds how often retrying sends one request.
+const discoveryAttempts = 10
+
+// retrying sends a request of the discovery before the load until it is
+// answered 2xx or with something not retryable, or discoveryAttempts run
+// out, waiting what each retryable answer asks for: the service may be busy
+// with other load, or restarting.
+func retrying(ctx context.Context, send func() response) response {
+	for i := 1; ; i++ {
+		res := send()
+		if res.OK() || !res.retryable() || i == discoveryAttempts || !sleepCtx(ctx, res.backoff()) {
+			return res
+		}
+	}
+}
+
 // discoverItems pages through the sale's items and returns the unsold ones.
 func discoverItems(ctx context.Context, c *client, s sale) (*itemPool, error) {
 	var unsold []int64
 	for offset := 0; ; offset += itemsPageLimit {
-		page, res := c.items(ctx, s.ID, offset, itemsPageLimit)
+		var page []item
+		res := retrying(ctx, func() (res response) { page, res = c.items(ctx, s.ID, offset, itemsPageLimit); return res })
 		if !res.OK() {
 			return nil, fmt.Errorf("items of sale %d at offset %d: %s", s.ID, offset, res)
 		}

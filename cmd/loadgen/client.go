@@ -81,10 +81,11 @@ func (c *client) unrecorded() *client {
 
 // response is the outcome of one request.
 type response struct {
-	Status   int    // 0: no answer
-	Code     string // the JSON "error" of a non-2xx answer, or one of the client's codes; "" when OK
-	Err      error  // the transport or decoding error, if any
-	Canceled bool   // the run was interrupted while the request was in flight
+	Status     int           // 0: no answer
+	Code       string        // the JSON "error" of a non-2xx answer, or one of the client's codes; "" when OK
+	Err        error         // the transport or decoding error, if any
+	Canceled   bool          // the run was interrupted while the request was in flight
+	RetryAfter time.Duration // the answer's Retry-After (delay-seconds form), 0 when absent
 }
 
 // OK reports whether the service answered 2xx with a body that decoded.
@@ -97,27 +98,37 @@ func (r response) String() string {
 	return fmt.Sprintf("%d %s", r.Status, r.Code)
 }
 
-// retryable reports whether a request may succeed when sent again.
+// retryable reports whether a request may succeed when sent again: the
+// service is unavailable or shedding load (503), the user's request budget
+// is spent for now (429), the cart is being bought by another request, or
+// there was no answer.
 func (r response) retryable() bool {
 	switch r.Code {
-	case "service_unavailable", "purchase_in_progress", codeTimeout, codeTransport:
+	case "service_unavailable", "overloaded", "rate_limited", "purchase_in_progress", codeTimeout, codeTransport:
 		return true
 	}
 	return false
 }
 
-// backoff is how long a worker waits before its next request after r: the
-// service asks for a second when it is unavailable; other failures it may
-// recover from get a short pause, so that they are not retried in a tight
-// loop; anything else none.
+// maxRetryAfter caps how long one Retry-After makes a worker wait, so that a
+// misconfigured service cannot stall the run.
+const maxRetryAfter = 5 * time.Second
+
+// backoff is how long a worker waits before its next request after r: what
+// the service asked for in Retry-After (a 503 or 429 always carries it), a
+// second for a 503 without it, and a short pause for other failures it may
+// recover from, so that they are not retried in a tight loop; anything else
+// none.
 func (r response) backoff() time.Duration {
 	switch {
-	case r.Code == "service_unavailable":
+	case !r.retryable():
+		return 0
+	case r.RetryAfter > 0:
+		return min(r.RetryAfter, maxRetryAfter)
+	case r.Status == http.StatusServiceUnavailable:
 		return time.Second
-	case r.retryable():
-		return 50 * time.Millisecond
 	}
-	return 0
+	return 50 * time.Millisecond
 }
 
 // target is the base URL of the next request.
@@ -168,6 +179,9 @@ func (c *client) send(ctx context.Context, req *http.Request, out any) response 
 	}
 	res := response{Status: resp.StatusCode}
 	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
+		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+			res.RetryAfter = time.Duration(secs) * time.Second
+		}
 		var e struct {
 			Error string `json:"error"`
 		}

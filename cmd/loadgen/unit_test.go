@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -12,7 +13,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
 	"time"
+
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 // TestServerErrorsFailTheRun runs steady against a fake target whose
@@ -189,5 +193,69 @@ func TestNiceStep(t *testing.T) {
 		if got := niceStep(tc.top, int(tc.n)); got != tc.want {
 			t.Errorf("niceStep(%v, %v) = %v, want %v", tc.top, tc.n, got, tc.want)
 		}
+	}
+}
+
+// TestBackoff: a worker waits what a 503 or 429 asks for in Retry-After
+// (capped), a second for a 503 without it, a short pause after no answer,
+// and retries nothing that cannot succeed.
+func TestBackoff(t *testing.T) {
+	for _, tc := range []struct {
+		res  response
+		want time.Duration
+	}{
+		{response{Status: 503, Code: "overloaded", RetryAfter: 2 * time.Second}, 2 * time.Second},
+		{response{Status: 429, Code: "rate_limited", RetryAfter: 3 * time.Second}, 3 * time.Second},
+		{response{Status: 429, Code: "rate_limited", RetryAfter: time.Hour}, maxRetryAfter},
+		{response{Status: 503, Code: "service_unavailable"}, time.Second},
+		{response{Status: 409, Code: "purchase_in_progress"}, 50 * time.Millisecond},
+		{response{Code: codeTransport}, 50 * time.Millisecond},
+		{response{Status: 409, Code: "item_sold", RetryAfter: time.Second}, 0},
+		{response{Status: 500, Code: "internal_error"}, 0},
+	} {
+		if got := tc.res.backoff(); got != tc.want {
+			t.Errorf("%s (Retry-After %s): backoff %s, want %s", tc.res, tc.res.RetryAfter, got, tc.want)
+		}
+	}
+}
+
+// TestDiscoveryRetries: discovery before the load goes on through 503
+// overloaded and 429 answers, waiting their Retry-After, and the run then
+// loads the sale; a 404 is not retried.
+func TestDiscoveryRetries(t *testing.T) {
+	trivial := newTrivialHandler(20, time.Now())
+	var pages, sales, missing atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/sales/7":
+			missing.Add(1)
+		case r.URL.Path == "/sales/active" && sales.Add(1) == 1:
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusTooManyRequests, apiError{"rate_limited", "slow down"})
+			return
+		case strings.HasSuffix(r.URL.Path, "/items") && pages.Add(1) <= 2:
+			w.Header().Set("Retry-After", "1")
+			writeJSON(w, http.StatusServiceUnavailable, apiError{"overloaded", "too many requests in flight"})
+			return
+		}
+		trivial.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	start := time.Now()
+	r := mustRun(t, false, "-target", srv.URL, "-profile", "steady", "-concurrency", "2", "-duration", "200ms")
+	if took := time.Since(start); took < 3*time.Second {
+		t.Errorf("the run took %s: the three Retry-After: 1 were not waited for", took)
+	}
+	if sales.Load() < 2 || pages.Load() < 3 {
+		t.Errorf("active sale asked %d times, items %d times: discovery did not retry", sales.Load(), pages.Load())
+	}
+	if e := r.endpoint(t, epCheckout); e.Requests == 0 {
+		t.Error("no checkout after the discovery")
+	}
+
+	var stdout, stderr testenv.Buffer
+	err := run(context.Background(), []string{"-target", srv.URL, "-profile", "steady", "-sale", "7", "-duration", "200ms", "-json"}, noEnv, &stdout, &stderr)
+	if err == nil || missing.Load() != 1 {
+		t.Errorf("a sale that does not exist: err = %v after %d requests for it, want an error after 1", err, missing.Load())
 	}
 }

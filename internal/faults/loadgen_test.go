@@ -1,7 +1,6 @@
 package faults
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -42,6 +41,7 @@ type loadgenReport struct {
 	} `json:"timeline"`
 	Result   string   `json:"result"`
 	Failures []string `json:"failures"`
+	RunErr   error    `json:"-"` // how the process exited: nil for 0
 }
 
 // Scenario 1 under the real load generator: cmd/loadgen's flash profile
@@ -54,27 +54,12 @@ func TestKillOneOfThreeUnderLoadgen(t *testing.T) {
 	dbURL := testenv.MustDatabase(t)
 	redisURL, prefix := testenv.MustRedis(t)
 	d := deploy(t, 3, deployEnv(dbURL, redisURL, prefix, map[string]string{"DB_MAX_OPEN_CONNS": "20"}))
-	lg := binary(t, "github.com/flashsale/flashsale/cmd/loadgen")
 	var targets []string
 	for _, in := range d.insts {
 		targets = append(targets, in.URL())
 	}
-	cmd := exec.Command(lg, "-profile", "flash", "-users", fmt.Sprint(sz.Users), "-target", strings.Join(targets, ","),
-		"-sale", fmt.Sprint(d.saleID), "-database-url", dbURL, "-duration", crowdDeadline.String(), "-timeout", clientTimeout.String(), "-json")
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
+	lg := startLoadgen(t, "-profile", "flash", "-users", fmt.Sprint(sz.Users), "-target", strings.Join(targets, ","),
+		"-sale", fmt.Sprint(d.saleID), "-database-url", dbURL, "-duration", crowdDeadline.String())
 
 	db := mustSQL(t, dbURL)
 	sold := func() int {
@@ -83,7 +68,7 @@ func TestKillOneOfThreeUnderLoadgen(t *testing.T) {
 		return n
 	}
 	if !poll(context.Background(), time.Minute, 20*time.Millisecond, func() bool { return sold() >= sz.Items/10 }) {
-		t.Fatalf("a tenth of the sale was not sold within a minute\n%s", stderr.String())
+		t.Fatalf("a tenth of the sale was not sold within a minute\n%s", lg.stderr.String())
 	}
 	from := time.Now()
 	d.insts[0].kill()
@@ -91,22 +76,8 @@ func TestKillOneOfThreeUnderLoadgen(t *testing.T) {
 	d.insts[0].start(t)
 	to := time.Now()
 
-	var runErr error
-	select {
-	case runErr = <-exited:
-	case <-time.After(crowdDeadline + time.Minute):
-		t.Fatal("loadgen did not finish")
-	}
-	var rep loadgenReport
-	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
-		t.Fatalf("loadgen report: %v (exit: %v)\n%s\n%s", err, runErr, stdout.String(), stderr.String())
-	}
-	if runErr != nil || rep.Result != "PASS" {
-		t.Errorf("loadgen: %v, result %s, failures %q, client violations %q", runErr, rep.Result, rep.Failures, rep.ClientViolations)
-	}
-	if rep.Invariants == nil || rep.Invariants.Result != "PASS" {
-		t.Errorf("loadgen's invariant check: %+v", rep.Invariants)
-	}
+	rep := lg.wait(t, crowdDeadline+time.Minute)
+	lg.check(t, rep)
 
 	// The seconds of loadgen's timeline that overlap the fault.
 	var during, errs int64
@@ -119,6 +90,76 @@ func TestKillOneOfThreeUnderLoadgen(t *testing.T) {
 			errs += s.Errors
 		}
 	}
+	t.Logf("FAULT kill -9 of 1 of 3 instances under cmd/loadgen -profile flash (%d users), restarted 1s later: fault lasted %s; %d requests in the seconds of the fault, %d of them 5xx or unanswered; whole run: %s",
+		sz.Users, to.Sub(from).Round(time.Millisecond), during, errs, rep)
+
+	c := newClient(targets, clientTimeout)
+	defer c.close()
+	sweep(t, c, newLedger(), db, d.saleID)
+	checkSale(t, db, d.saleID, nil, true)
+}
+
+// loadgen is cmd/loadgen running as a process, its report written as JSON.
+type loadgen struct {
+	cmd            *exec.Cmd
+	stdout, stderr testenv.Buffer
+	exited         chan error
+}
+
+// startLoadgen runs cmd/loadgen with args (and -json, and -timeout
+// clientTimeout); it is killed at the end of the test if still running.
+func startLoadgen(t *testing.T, args ...string) *loadgen {
+	t.Helper()
+	lg := &loadgen{exited: make(chan error, 1)}
+	lg.cmd = exec.Command(binary(t, "github.com/flashsale/flashsale/cmd/loadgen"), append(args, "-timeout", clientTimeout.String(), "-json")...)
+	lg.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	lg.cmd.Stdout, lg.cmd.Stderr = &lg.stdout, &lg.stderr
+	if err := lg.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { lg.exited <- lg.cmd.Wait() }()
+	t.Cleanup(func() {
+		if lg.cmd.ProcessState == nil {
+			_ = lg.cmd.Process.Kill()
+			<-lg.exited
+		}
+	})
+	return lg
+}
+
+// wait waits up to timeout for loadgen to exit and returns its report; the
+// run's exit status is the report's RunErr.
+func (lg *loadgen) wait(t *testing.T, timeout time.Duration) *loadgenReport {
+	t.Helper()
+	var runErr error
+	select {
+	case runErr = <-lg.exited:
+	case <-time.After(timeout):
+		t.Fatalf("loadgen did not finish within %s\n%s", timeout, lg.stderr.String())
+	}
+	rep := &loadgenReport{RunErr: runErr}
+	if err := json.Unmarshal([]byte(lg.stdout.String()), rep); err != nil {
+		t.Fatalf("loadgen report: %v (exit: %v)\n%s\n%s", err, runErr, lg.stdout.String(), lg.stderr.String())
+	}
+	return rep
+}
+
+// check fails the test unless loadgen's verdict is PASS: exit 0, no 5xx but
+// 503, no guarantee broken as its clients saw them, and the invariants
+// checked in PostgreSQL (-database-url) PASS.
+func (lg *loadgen) check(t *testing.T, rep *loadgenReport) {
+	t.Helper()
+	if rep.RunErr != nil || rep.Result != "PASS" {
+		t.Errorf("loadgen: %v, result %s, failures %q, client violations %q", rep.RunErr, rep.Result, rep.Failures, rep.ClientViolations)
+	}
+	if rep.Invariants == nil || rep.Invariants.Result != "PASS" {
+		t.Errorf("loadgen's invariant check: %+v", rep.Invariants)
+	}
+}
+
+// statuses counts the run's answers by endpoint and status, and the
+// requests without an answer by endpoint and "timeout" or "transport".
+func (rep *loadgenReport) statuses() map[string]int64 {
 	statuses := map[string]int64{}
 	for _, e := range rep.Endpoints {
 		for k, n := range e.Statuses {
@@ -130,15 +171,16 @@ func TestKillOneOfThreeUnderLoadgen(t *testing.T) {
 			}
 		}
 	}
+	return statuses
+}
+
+// String sums the run up: requests, statuses, how it ended, its verdict.
+func (rep *loadgenReport) String() string {
+	statuses := rep.statuses()
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(statuses)) {
 		parts = append(parts, fmt.Sprintf("%s:%d", k, statuses[k]))
 	}
-	t.Logf("FAULT kill -9 of 1 of 3 instances under cmd/loadgen -profile flash (%d users), restarted 1s later: fault lasted %s; %d requests in the seconds of the fault, %d of them 5xx or unanswered; whole run: %d requests, statuses {%s}; ended by %s, sold out %v, loadgen %s",
-		sz.Users, to.Sub(from).Round(time.Millisecond), during, errs, rep.Totals.Requests, strings.Join(parts, ", "), rep.EndedBy, rep.SoldOut, rep.Result)
-
-	c := newClient(targets, clientTimeout)
-	defer c.close()
-	sweep(t, c, newLedger(), db, d.saleID)
-	checkSale(t, db, d.saleID, nil, true)
+	return fmt.Sprintf("%d requests, statuses {%s}; ended by %s, sold out %v, loadgen %s",
+		rep.Totals.Requests, strings.Join(parts, ", "), rep.EndedBy, rep.SoldOut, rep.Result)
 }
