@@ -29,6 +29,10 @@
 //     from each request's intended send time, so queueing is not hidden
 //     (no coordinated omission); requests sent late or never are counted.
 //
+// A 503 or 429 is retried after the answer's Retry-After (at most 5 s) by
+// the closed-loop profiles and by the discovery before the load, as a
+// well-behaved client would; the open profile never waits.
+//
 // -target may list several instances separated by commas: discovery and
 // -create-sale use the first, the load's requests go to each in turn.
 //

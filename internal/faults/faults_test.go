@@ -629,9 +629,9 @@ func TestOverload(t *testing.T) {
 	}
 	wg.Wait()
 	stopHammer()
+	to := time.Now()
 	rep := lg.wait(t, time.Minute)
 	lg.check(t, rep)
-	to := time.Now()
 	stopMem()
 	<-memDone
 	cr.wait()
