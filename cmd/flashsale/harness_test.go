@@ -207,14 +207,34 @@ func purchase(t testing.TB, base, code string) (purchaseResp, int, string) {
 }
 
 // MustCreateSale starts a sale now through the admin API.
+//
+// Sales are keyed by their start second: a sale created in the second
+// another one (or the hourly sale) starts in is a 409, which the next second
+// cures.
 func MustCreateSale(t testing.TB, base string, items int, d time.Duration) saleResp {
 	t.Helper()
-	var s saleResp
 	body := fmt.Sprintf(`{"total_items": %d, "duration": %q}`, items, d.String())
-	if st, code := call(t, http.MethodPost, base+"/admin/sales", strings.NewReader(body), &s); st != http.StatusCreated {
-		t.Fatalf("create sale: %d %s", st, code)
+	for attempt := 1; ; attempt++ {
+		var s saleResp
+		st, code := call(t, http.MethodPost, base+"/admin/sales", strings.NewReader(body), &s)
+		if st == http.StatusConflict && attempt < 3 {
+			time.Sleep(time.Second)
+			continue
+		}
+		if st != http.StatusCreated {
+			t.Fatalf("create sale: %d %s", st, code)
+		}
+		return s
 	}
-	return s
+}
+
+// AwayFromTheHour waits, when the next hour starts within margin, until it
+// has begun: a test that counts the hourly sales must not see one end.
+func AwayFromTheHour(margin time.Duration) {
+	now := time.Now()
+	if next := now.Truncate(time.Hour).Add(time.Hour); next.Sub(now) < margin {
+		time.Sleep(next.Sub(now) + time.Second)
+	}
 }
 
 // checkInvariants verifies the sale's guarantees in PostgreSQL itself and
