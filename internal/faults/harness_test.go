@@ -131,7 +131,10 @@ func newInstance(t *testing.T, name string, env map[string]string) *instance {
 					}
 				}
 			}
-			t.Logf("%s log, errors other than 503:\n%s\n%s log (tail):\n%s", in.Name, strings.Join(errs, ""), in.Name, out[max(0, len(out)-3000):])
+			// A short tail: a CI report shows the last lines before the
+			// failure, and the test's own messages are just above these.
+			// FLASHSALE_FAULTS_LOGDIR keeps the whole log.
+			t.Logf("%s log, errors other than 503:\n%s\n%s log (tail):\n%s", in.Name, strings.Join(errs, ""), in.Name, out[max(0, len(out)-1200):])
 		}
 	})
 	return in
