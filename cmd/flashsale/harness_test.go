@@ -206,26 +206,13 @@ func purchase(t testing.TB, base, code string) (purchaseResp, int, string) {
 	return r, st, ec
 }
 
-// MustCreateSale starts a sale now through the admin API.
-//
-// Sales are keyed by their start second: a sale created in the second
-// another one (or the hourly sale) starts in is a 409, which the next second
-// cures.
+// MustCreateSale starts a sale now through the admin API (a 409 for a start
+// second already taken is tried again in the next second).
 func MustCreateSale(t testing.TB, base string, items int, d time.Duration) saleResp {
 	t.Helper()
-	body := fmt.Sprintf(`{"total_items": %d, "duration": %q}`, items, d.String())
-	for attempt := 1; ; attempt++ {
-		var s saleResp
-		st, code := call(t, http.MethodPost, base+"/admin/sales", strings.NewReader(body), &s)
-		if st == http.StatusConflict && attempt < 3 {
-			time.Sleep(time.Second)
-			continue
-		}
-		if st != http.StatusCreated {
-			t.Fatalf("create sale: %d %s", st, code)
-		}
-		return s
-	}
+	var s saleResp
+	testenv.CreateSale(t, base, "test-admin-token", items, d, &s)
+	return s
 }
 
 // AwayFromTheHour waits, when the next hour starts within margin, until it

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
-
 	"time"
 
 	"github.com/flashsale/flashsale/internal/testenv"

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -238,36 +237,13 @@ func (in *instance) wait(timeout time.Duration) (*os.ProcessState, bool) {
 }
 
 // createSale creates a sale of n items starting now through the admin API.
-// Sales are keyed by their start second: one created in the second another
-// (or the hourly sale) starts in is a 409, which the next second cures.
 func createSale(t *testing.T, base string, n int) int64 {
 	t.Helper()
-	body := fmt.Sprintf(`{"total_items": %d, "duration": "30m"}`, n)
-	for attempt := 1; ; attempt++ {
-		req, _ := http.NewRequest(http.MethodPost, base+"/admin/sales", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+adminToken)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusConflict && attempt < 3 {
-			time.Sleep(time.Second)
-			continue
-		}
-		if resp.StatusCode != http.StatusCreated {
-			t.Fatalf("create sale: %d %s", resp.StatusCode, raw)
-		}
-		var s struct {
-			ID int64 `json:"id"`
-		}
-		if err := json.Unmarshal(raw, &s); err != nil {
-			t.Fatal(err)
-		}
-		return s.ID
+	var s struct {
+		ID int64 `json:"id"`
 	}
+	testenv.CreateSale(t, base, adminToken, n, 30*time.Minute, &s)
+	return s.ID
 }
 
 // scrape reads /metrics.

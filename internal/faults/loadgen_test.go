@@ -77,7 +77,7 @@ func TestKillOneOfThreeUnderLoadgen(t *testing.T) {
 	to := time.Now()
 
 	rep := lg.wait(t, crowdDeadline+time.Minute)
-	lg.check(t, rep)
+	rep.check(t)
 
 	// The seconds of loadgen's timeline that overlap the fault.
 	var during, errs int64
@@ -103,23 +103,29 @@ func TestKillOneOfThreeUnderLoadgen(t *testing.T) {
 type loadgen struct {
 	cmd            *exec.Cmd
 	stdout, stderr testenv.Buffer
-	exited         chan error
+	exited         chan struct{} // closed once the process has exited
+	err            error         // how it exited: nil for status 0; set before exited closes
 }
 
 // startLoadgen runs cmd/loadgen with args (and -json, and -timeout
 // clientTimeout); it is killed at the end of the test if still running.
 func startLoadgen(t *testing.T, args ...string) *loadgen {
 	t.Helper()
-	lg := &loadgen{exited: make(chan error, 1)}
+	lg := &loadgen{exited: make(chan struct{})}
 	lg.cmd = exec.Command(binary(t, "github.com/flashsale/flashsale/cmd/loadgen"), append(args, "-timeout", clientTimeout.String(), "-json")...)
 	lg.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	lg.cmd.Stdout, lg.cmd.Stderr = &lg.stdout, &lg.stderr
 	if err := lg.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() { lg.exited <- lg.cmd.Wait() }()
+	go func() {
+		lg.err = lg.cmd.Wait()
+		close(lg.exited)
+	}()
 	t.Cleanup(func() {
-		if lg.cmd.ProcessState == nil {
+		select {
+		case <-lg.exited:
+		default:
 			_ = lg.cmd.Process.Kill()
 			<-lg.exited
 		}
@@ -131,15 +137,14 @@ func startLoadgen(t *testing.T, args ...string) *loadgen {
 // run's exit status is the report's RunErr.
 func (lg *loadgen) wait(t *testing.T, timeout time.Duration) *loadgenReport {
 	t.Helper()
-	var runErr error
 	select {
-	case runErr = <-lg.exited:
+	case <-lg.exited:
 	case <-time.After(timeout):
 		t.Fatalf("loadgen did not finish within %s\n%s", timeout, lg.stderr.String())
 	}
-	rep := &loadgenReport{RunErr: runErr}
+	rep := &loadgenReport{RunErr: lg.err}
 	if err := json.Unmarshal([]byte(lg.stdout.String()), rep); err != nil {
-		t.Fatalf("loadgen report: %v (exit: %v)\n%s\n%s", err, runErr, lg.stdout.String(), lg.stderr.String())
+		t.Fatalf("loadgen report: %v (exit: %v)\n%s\n%s", err, lg.err, lg.stdout.String(), lg.stderr.String())
 	}
 	return rep
 }
@@ -147,7 +152,7 @@ func (lg *loadgen) wait(t *testing.T, timeout time.Duration) *loadgenReport {
 // check fails the test unless loadgen's verdict is PASS: exit 0, no 5xx but
 // 503, no guarantee broken as its clients saw them, and the invariants
 // checked in PostgreSQL (-database-url) PASS.
-func (lg *loadgen) check(t *testing.T, rep *loadgenReport) {
+func (rep *loadgenReport) check(t *testing.T) {
 	t.Helper()
 	if rep.RunErr != nil || rep.Result != "PASS" {
 		t.Errorf("loadgen: %v, result %s, failures %q, client violations %q", rep.RunErr, rep.Result, rep.Failures, rep.ClientViolations)
