@@ -105,7 +105,7 @@ func TestHostileInputPersistsNothing(t *testing.T) {
 		`SELECT count(*) FROM checkout_attempts WHERE user_id NOT IN ('h1', 'h2')`:             0,
 		`SELECT count(*) FROM checkout_attempts WHERE user_id = 'h2' AND outcome = 'accepted'`: 1,
 		`SELECT count(*) FROM sales`:                                                           salesBefore,
-		`SELECT count(*) FROM cart_purchases`:                                                  0,
+		`SELECT count(*) FROM carts WHERE state = 'purchased'`:                                 0,
 		`SELECT count(*) FROM purchases`:                                                       0,
 		`SELECT count(*) FROM user_sale_counts`:                                                0,
 		`SELECT count(*) FROM items WHERE sold`:                                                0,

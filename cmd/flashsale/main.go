@@ -87,7 +87,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		return err
 	}
 	defer func() { err = errors.Join(err, sales.Close()) }()
-	attempts := postgres.NewAttemptLog(db, postgres.AttemptLogOptions{
+	carts := postgres.NewCartStore(db, postgres.CartStoreOptions{
 		MaxBatch: cfg.AttemptBatch, Writers: cfg.AttemptWriters, TracerProvider: tel.TracerProvider, Logger: log,
 	})
 	purchases := postgres.NewPurchaseStore(db, postgres.PurchaseStoreOptions{
@@ -95,7 +95,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	})
 	svc := flashsale.NewService(flashsale.Config{
 		SaleItems: cfg.SaleItems, SaleDuration: cfg.SaleDuration, UserItemLimit: cfg.UserItemLimit,
-	}, sales, purchases, attempts, cache, log)
+	}, sales, purchases, carts, cache, log)
 
 	ready := newReadiness()
 	metricsHandler := tel.MetricsHandler
@@ -206,8 +206,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	<-started
 	// Requests have finished; their attempts and purchases are written before
 	// the pools close.
-	if err := attempts.Close(); err != nil {
-		log.Warn("attempt log close", "err", err)
+	if err := carts.Close(); err != nil {
+		log.Warn("cart store close", "err", err)
 	}
 	if err := purchases.Close(); err != nil {
 		log.Warn("purchase store close", "err", err)

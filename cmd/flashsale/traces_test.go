@@ -179,7 +179,7 @@ func TestTraces(t *testing.T) {
 	for batch == nil && time.Now().Before(deadline) {
 		for _, s := range rec.Ended() {
 			for _, link := range s.Links() {
-				if link.SpanContext.TraceID() == tid && s.Name() == "checkout_attempts.flush" {
+				if link.SpanContext.TraceID() == tid && s.Name() == "checkouts.commit" {
 					batch = s
 				}
 			}
@@ -187,11 +187,11 @@ func TestTraces(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	if batch == nil {
-		t.Fatal("no checkout_attempts.flush span linked to the checkout request")
+		t.Fatal("no checkouts.commit span linked to the checkout request")
 	}
-	spans = traceOf(t, rec, tid, "checkout_attempts.flush")
+	spans = traceOf(t, rec, tid, "checkouts.commit")
 	if !under(spans, batch, domain) {
-		t.Error("checkout_attempts.flush of a lone checkout is not under sale.checkout")
+		t.Error("checkouts.commit of a lone checkout is not under sale.checkout")
 	}
 	var batchSQL []sdktrace.ReadOnlySpan
 	for _, s := range spans {

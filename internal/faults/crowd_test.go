@@ -711,7 +711,7 @@ func checkSale(t *testing.T, db *sql.DB, saleID int64, led *ledger, soldOut bool
 	}
 	r.Close()
 	stored := map[string]int{}
-	r, err = db.QueryContext(ctx, `SELECT checkout_code, items_purchased FROM cart_purchases WHERE sale_id = $1`, saleID)
+	r, err = db.QueryContext(ctx, `SELECT code, items_purchased FROM carts WHERE sale_id = $1 AND state = 'purchased'`, saleID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -35,53 +35,79 @@ type CheckoutResult struct {
 	SaleEndsAt time.Time `json:"sale_ends_at"`
 }
 
-// Attempt is the durable record of one well-formed checkout request.
+// Attempt is one well-formed checkout request, as the cart store records it.
 type Attempt struct {
-	SaleID  int64 // 0 when the item names no known sale
-	UserID  string
-	ItemID  int64
-	Code    string // the cart's code when accepted
-	Outcome string // OutcomeAccepted or an error code
+	SaleID int64 // 0 when the item names no known sale
+	UserID string
+	ItemID int64
+	// Outcome is the error code of a checkout refused before its cart was
+	// looked at (no such item, sale not running, item sold, user at the limit
+	// by items bought); empty for a checkout the cart store decides.
+	Outcome string
+	// Limit is the sale's user item limit, for a checkout the store decides.
+	Limit int
+	// Code opens the user's cart when the user has no open cart: the code the
+	// cache gave out for it. NewCode replaces it when Code already names a
+	// cart (a purchased one the cache did not know of).
+	Code, NewCode string
 }
 
-// AttemptLog durably records checkout attempts. Record returns only once the
-// attempt is committed, or with EUnavailable.
-type AttemptLog interface {
-	Record(ctx context.Context, a Attempt) error
-}
-
-// CartAdd is what the fast path reports for a checkout it accepted.
+// CartAdd is a checkout the cart store accepted: the item is in the cart
+// with this code, which then holds ItemsCount items.
 type CartAdd struct {
 	Code       string
 	ItemsCount int
+}
+
+// CartStore owns carts and records every checkout attempt. PostgreSQL is the
+// implementation: an accepted checkout and the purchase of its cart are
+// ordered by the cart's row, so an item acknowledged into a cart is in that
+// cart's purchase result.
+type CartStore interface {
+	// Checkout records the attempt and returns once it is committed. For an
+	// attempt without an Outcome it adds the item to the user's open cart,
+	// opening one when the user has none, and returns the cart, or
+	// EAlreadyInCart or EUserLimit (recorded as the attempt's outcome). It
+	// returns EUnavailable when the attempt could not be recorded: then
+	// nothing was.
+	Checkout(ctx context.Context, a Attempt) (CartAdd, error)
 }
 
 // ErrNotLoaded is returned by a Cache whose state for a sale must first be
 // loaded from the store (new sale, or cache data lost).
 var ErrNotLoaded = Errorf(EUnavailable, "sale state is loading")
 
-// Cache is the fast path that holds per-sale state: sold items, items bought per
-// user, open carts and known codes. It may lose its data at any time; the
-// service then reloads it from the store. Its answers never decide a sale:
-// PostgreSQL does.
+// Cache is the fast path that holds per-sale hints: sold items, items bought
+// per user, each user's open cart and the sale's codes. It may lose its data or
+// go back in time at any moment; the service then reloads it from the store.
+// Its answers are "maybe" or facts the store committed: it never decides a
+// sale, PostgreSQL does.
 type Cache interface {
-	// AddToCart adds item seq to the user's open cart, opening one with newCode
-	// when the user has none. It returns EItemSold, EAlreadyInCart, EUserLimit,
-	// ErrNotLoaded or EUnavailable.
-	AddToCart(ctx context.Context, s *Sale, userID string, seq int, newCode string) (CartAdd, error)
-	// RemoveFromCart undoes an AddToCart whose attempt could not be persisted.
-	RemoveFromCart(ctx context.Context, s *Sale, code string, seq int) error
+	// CheckCheckout is a checkout's fast path. It returns EItemSold or
+	// EUserLimit (items bought, not held) when the store committed so, and
+	// otherwise the code of the user's open cart as the cache knows it,
+	// opening it as newCode when the cache knows none. It returns ErrNotLoaded
+	// or EUnavailable.
+	CheckCheckout(ctx context.Context, s *Sale, userID string, seq int, newCode string) (code string, err error)
+	// SetCart records that code is the user's open cart, when the store chose
+	// another cart than the cache named.
+	SetCart(ctx context.Context, s *Sale, userID, code string) error
 	// Load replaces the cache's state of a sale by st and marks it loaded.
 	Load(ctx context.Context, s *Sale, st *SaleState) error
-	// LockPurchase takes the short lock of one code's purchase. It returns
-	// ECodeNotFound when the loaded state knows the code does not exist,
-	// EPurchaseBusy while another purchase of the code holds the lock,
-	// ErrNotLoaded or EUnavailable.
-	LockPurchase(ctx context.Context, s *Sale, code string) (token string, err error)
+	// LockPurchase takes the short lock of one code's purchase; known is
+	// false when the cache does not know the code, which the store must then
+	// look up. It returns ERateLimited when the client's budget of codes the
+	// store did not know is spent (for codes the cache does not know), and
+	// EPurchaseBusy while another purchase of the code holds the lock, or
+	// EUnavailable.
+	LockPurchase(ctx context.Context, s *Sale, code, client string) (token string, known bool, err error)
+	// CountMiss takes one from the client's budget of unknown codes.
+	CountMiss(ctx context.Context, s *Sale, client string) error
 	// UnlockPurchase releases the lock, if token still holds it.
 	UnlockPurchase(ctx context.Context, s *Sale, code, token string) error
 	// CompletePurchase records a committed purchase (items sold, the user's
-	// authoritative bought count, the cart closed) and releases the lock.
+	// authoritative bought count, the code known, the cart closed) and
+	// releases the lock.
 	CompletePurchase(ctx context.Context, s *Sale, code, token string, p *Purchase) error
 	// LockRotation takes the lock of sale rotation, held by one instance at a
 	// time while it creates upcoming sales. It returns ok=false while another
@@ -89,18 +115,11 @@ type Cache interface {
 	LockRotation(ctx context.Context) (unlock func(context.Context), ok bool, err error)
 }
 
-// SaleState is the authoritative per-sale state the cache is rebuilt from.
+// SaleState is the authoritative per-sale state the cache is rebuilt from,
+// read from the cart and purchase rows.
 type SaleState struct {
-	SoldSeqs  []int
-	Bought    map[string]int // user id -> items bought
-	OpenCarts []Cart
-	// Codes maps every code of the sale (open or purchased) to its user.
-	Codes map[string]string
-}
-
-// Cart is a user's set of checked-out items in one sale, named by its code.
-type Cart struct {
-	Code   string
-	UserID string
-	Seqs   []int
+	SoldSeqs []int
+	Bought   map[string]int    // user id -> items bought
+	Open     map[string]string // user id -> code of the open cart
+	Codes    map[string]string // every code of the sale -> its user
 }

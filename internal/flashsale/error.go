@@ -3,6 +3,7 @@ package flashsale
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Error codes are stable identifiers returned to clients in the "error" field of
@@ -80,4 +81,16 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// RetryAfter is the cause of an error that the client may retry after this
+// long: the HTTP API sends it as Retry-After.
+type RetryAfter time.Duration
+
+func (d RetryAfter) Error() string { return "retry after " + time.Duration(d).String() }
+
+// Seconds is the Retry-After value: whole seconds, rounded up, at least 1.
+func (d RetryAfter) Seconds() int64 {
+	s := int64((time.Duration(d) + time.Second - 1) / time.Second)
+	return max(s, 1)
 }

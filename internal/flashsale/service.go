@@ -43,7 +43,7 @@ type Service struct {
 	cfg       Config
 	sales     SaleStore
 	purchases PurchaseStore
-	attempts  AttemptLog
+	carts     CartStore
 	cache     Cache
 	log       *slog.Logger
 
@@ -53,11 +53,11 @@ type Service struct {
 }
 
 // NewService returns a Service over the given adapters.
-func NewService(cfg Config, sales SaleStore, purchases PurchaseStore, attempts AttemptLog, cache Cache, log *slog.Logger) *Service {
+func NewService(cfg Config, sales SaleStore, purchases PurchaseStore, carts CartStore, cache Cache, log *slog.Logger) *Service {
 	if cfg.PurchaseWait <= 0 {
 		cfg.PurchaseWait = 2 * time.Second
 	}
-	return &Service{cfg: cfg, sales: sales, purchases: purchases, attempts: attempts, cache: cache, log: log}
+	return &Service{cfg: cfg, sales: sales, purchases: purchases, carts: carts, cache: cache, log: log}
 }
 
 // Now returns the current time on the database's clock, as last synchronised.
@@ -152,10 +152,12 @@ func (s *Service) Forget(cutoff time.Time) {
 }
 
 // Checkout adds an item to the user's cart and returns the cart's code. Every
-// well-formed request is recorded in the attempt log, accepted or not, before
-// Checkout returns. It returns EInvalidUserID, EInvalidItemID, EItemNotFound,
-// ESaleNotStarted, ESaleEnded, EItemSold, EAlreadyInCart, EUserLimit or
-// EUnavailable.
+// well-formed request is recorded by the cart store, accepted or not, before
+// Checkout returns. The cache only turns away what the store committed (a
+// sold item, a user who bought the limit) and names the user's cart; the
+// store decides the rest. It returns EInvalidUserID, EInvalidItemID,
+// EItemNotFound, ESaleNotStarted, ESaleEnded, EItemSold, EAlreadyInCart,
+// EUserLimit or EUnavailable.
 func (s *Service) Checkout(ctx context.Context, userID string, itemID int64) (res CheckoutResult, saleID int64, err error) {
 	if err := ValidateUserID(userID); err != nil {
 		return res, 0, err
@@ -164,76 +166,74 @@ func (s *Service) Checkout(ctx context.Context, userID string, itemID int64) (re
 		return res, 0, Errorf(EInvalidItemID, "id must be a positive integer")
 	}
 	a := Attempt{UserID: userID, ItemID: itemID}
-	add, sale, seq, err := s.addToCart(ctx, userID, itemID)
+	sale, code, err := s.checkCheckout(ctx, userID, itemID)
 	if sale != nil {
-		a.SaleID = sale.ID
+		a.SaleID, a.Limit = sale.ID, sale.UserItemLimit
 	}
-	if err != nil {
-		a.Outcome = ErrorCode(err)
+	if err == nil {
+		a.Code, a.NewCode = code, NewCode(sale.ID)
 	} else {
-		a.Outcome, a.Code = OutcomeAccepted, add.Code
+		a.Outcome = ErrorCode(err)
 	}
 	// The attempt is recorded even when the request ran out of time: the
 	// answer is an error then, but the record is still owed.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), attemptBudget(ctx))
-	rerr := s.attempts.Record(rctx, a)
+	add, rerr := s.carts.Checkout(rctx, a)
 	cancel()
 	if rerr != nil {
-		if err == nil {
-			// The client is told the checkout failed, so the cache must not
-			// count the item in the cart. Use a fresh context: the request's
-			// may be what ran out.
-			uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-			if uerr := s.cache.RemoveFromCart(uctx, sale, add.Code, seq); uerr != nil {
-				s.log.Warn("undo cart add", "err", uerr)
-			}
-			cancel()
-		}
 		return res, a.SaleID, rerr
 	}
 	if err != nil {
-		return res, a.SaleID, err
+		return res, a.SaleID, err // refused before the cart, and recorded
+	}
+	if add.Code != code {
+		// The store chose another cart than the cache named: the cache
+		// follows, so that the user's next checkouts name it.
+		if serr := s.cache.SetCart(ctx, sale, userID, add.Code); serr != nil {
+			s.log.Warn("record cart in cache", "err", serr)
+		}
 	}
 	return CheckoutResult{Code: add.Code, ItemsCount: add.ItemsCount, SaleEndsAt: sale.EndedAt}, a.SaleID, nil
 }
 
-func (s *Service) addToCart(ctx context.Context, userID string, itemID int64) (CartAdd, *Sale, int, error) {
+// checkCheckout finds the item's sale and asks the cache whether the
+// checkout may go ahead and which cart it names.
+func (s *Service) checkCheckout(ctx context.Context, userID string, itemID int64) (*Sale, string, error) {
 	saleID, seq := SplitItemID(itemID)
 	sale, err := s.lookup(ctx, saleID)
 	if ErrorCode(err) == ENotFound {
-		return CartAdd{}, nil, seq, Errorf(EItemNotFound, "no item %d", itemID)
+		return nil, "", Errorf(EItemNotFound, "no item %d", itemID)
 	} else if err != nil {
-		return CartAdd{}, nil, seq, err
+		return nil, "", err
 	}
 	if seq < 1 || seq > sale.TotalItems {
-		return CartAdd{}, sale, seq, Errorf(EItemNotFound, "no item %d", itemID)
+		return sale, "", Errorf(EItemNotFound, "no item %d", itemID)
 	}
 	if err := sale.CheckRunning(s.Now()); err != nil {
-		return CartAdd{}, sale, seq, err
+		return sale, "", err
 	}
-	code := NewCode(sale.ID)
-	add, err := s.cache.AddToCart(ctx, sale, userID, seq, code)
+	code, err := s.cache.CheckCheckout(ctx, sale, userID, seq, NewCode(sale.ID))
 	if errors.Is(err, ErrNotLoaded) {
-		add, err = s.loadAndAdd(ctx, sale, userID, seq, code)
+		code, err = s.loadAndCheck(ctx, sale, userID, seq)
 	}
-	return add, sale, seq, err
+	return sale, code, err
 }
 
-// loadAndAdd rebuilds the cache's state of a sale from the store, then adds
-// to the cart. Requests of this instance that find the state missing wait for
-// one load and then go ahead; the cache itself keeps the first load published
-// by concurrent instances.
-func (s *Service) loadAndAdd(ctx context.Context, sale *Sale, userID string, seq int, code string) (CartAdd, error) {
+// loadAndCheck rebuilds the cache's state of a sale from the store, then
+// checks the checkout. Requests of this instance that find the state missing
+// wait for one load and then go ahead; the cache itself keeps the first load
+// published by concurrent instances.
+func (s *Service) loadAndCheck(ctx context.Context, sale *Sale, userID string, seq int) (string, error) {
 	s.loadMu.Lock()
 	defer s.loadMu.Unlock()
-	add, err := s.cache.AddToCart(ctx, sale, userID, seq, code)
+	code, err := s.cache.CheckCheckout(ctx, sale, userID, seq, NewCode(sale.ID))
 	if !errors.Is(err, ErrNotLoaded) {
-		return add, err // loaded while this request waited
+		return code, err // loaded while this request waited
 	}
 	if err := s.loadCache(ctx, sale); err != nil {
-		return CartAdd{}, err
+		return "", err
 	}
-	return s.cache.AddToCart(ctx, sale, userID, seq, code)
+	return s.cache.CheckCheckout(ctx, sale, userID, seq, NewCode(sale.ID))
 }
 
 // loadCache publishes the store's state of a sale in the cache.
@@ -245,15 +245,17 @@ func (s *Service) loadCache(ctx context.Context, sale *Sale) error {
 	if err := s.cache.Load(ctx, sale, st); err != nil {
 		return err
 	}
-	s.log.Info("cache loaded", "sale_id", sale.ID, "sold", len(st.SoldSeqs), "open_carts", len(st.OpenCarts))
+	s.log.Info("cache loaded", "sale_id", sale.ID, "sold", len(st.SoldSeqs), "open_carts", len(st.Open), "codes", len(st.Codes))
 	return nil
 }
 
 // Purchase sells the items of the code's cart that are still available, within
-// the user's limit. Purchasing a code again returns the original result.
-// It returns EInvalidCode, ECodeNotFound, ESaleNotStarted, ESaleEnded,
-// EPurchaseBusy or EUnavailable.
-func (s *Service) Purchase(ctx context.Context, code string) (*Purchase, error) {
+// the user's limit. Purchasing a code again returns the original result. A
+// code the cache does not know is looked up in the store, within client's
+// budget of codes the store does not know either: only the store answers
+// ECodeNotFound. It returns EInvalidCode, ECodeNotFound, ESaleNotStarted,
+// ESaleEnded, EPurchaseBusy, ERateLimited or EUnavailable.
+func (s *Service) Purchase(ctx context.Context, code, client string) (*Purchase, error) {
 	saleID, err := ParseCode(code)
 	if err != nil {
 		return nil, err
@@ -264,7 +266,7 @@ func (s *Service) Purchase(ctx context.Context, code string) (*Purchase, error) 
 	} else if err != nil {
 		return nil, err
 	}
-	token, err := s.lockPurchase(ctx, sale, code)
+	token, known, err := s.lockPurchase(ctx, sale, code, client)
 	if err != nil {
 		return nil, err
 	}
@@ -275,6 +277,11 @@ func (s *Service) Purchase(ctx context.Context, code string) (*Purchase, error) 
 	if err != nil {
 		if uerr := s.cache.UnlockPurchase(uctx, sale, code, token); uerr != nil {
 			s.log.Warn("unlock purchase", "err", uerr)
+		}
+		if !known && ErrorCode(err) == ECodeNotFound {
+			if merr := s.cache.CountMiss(uctx, sale, client); merr != nil {
+				s.log.Warn("count unknown code", "err", merr)
+			}
 		}
 		return nil, err
 	}
@@ -288,20 +295,20 @@ func (s *Service) Purchase(ctx context.Context, code string) (*Purchase, error) 
 
 // lockPurchase takes the code's purchase lock, waiting while a concurrent
 // purchase of the same code holds it.
-func (s *Service) lockPurchase(ctx context.Context, sale *Sale, code string) (string, error) {
+func (s *Service) lockPurchase(ctx context.Context, sale *Sale, code, client string) (string, bool, error) {
 	deadline := time.Now().Add(s.cfg.PurchaseWait)
 	backoff := 2 * time.Millisecond
 	for {
-		token, err := s.cache.LockPurchase(ctx, sale, code)
+		token, known, err := s.cache.LockPurchase(ctx, sale, code, client)
 		if ErrorCode(err) != EPurchaseBusy {
-			return token, err
+			return token, known, err
 		}
 		if time.Now().Add(backoff).After(deadline) {
-			return "", err
+			return "", false, err
 		}
 		select {
 		case <-ctx.Done():
-			return "", err
+			return "", false, err
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 50*time.Millisecond)

@@ -80,9 +80,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if retryable(code) {
 		w.Header().Set("Retry-After", "1")
 	}
-	var wait retryAfter
+	var wait flashsale.RetryAfter
 	if errors.As(err, &wait) {
-		w.Header().Set("Retry-After", strconv.FormatInt(wait.seconds(), 10))
+		w.Header().Set("Retry-After", strconv.FormatInt(wait.Seconds(), 10))
 	}
 	s.writeJSON(w, r, errorStatus(code), errorResponse{Error: code, Message: flashsale.ErrorMessage(err)})
 }

@@ -9,7 +9,7 @@ import (
 )
 
 // fakeStore is an in-memory stand-in for every adapter of flashsale.Service
-// (SaleStore, PurchaseStore, AttemptLog and Cache), so that handlers can be
+// (SaleStore, PurchaseStore, CartStore and Cache), so that handlers can be
 // tested past validation without PostgreSQL or Redis. Its answers are set by
 // the test; it checks no invariant itself.
 type fakeStore struct {
@@ -36,7 +36,7 @@ type fakeStore struct {
 var (
 	_ flashsale.SaleStore     = (*fakeStore)(nil)
 	_ flashsale.PurchaseStore = (*fakeStore)(nil)
-	_ flashsale.AttemptLog    = (*fakeStore)(nil)
+	_ flashsale.CartStore     = (*fakeStore)(nil)
 	_ flashsale.Cache         = (*fakeStore)(nil)
 )
 
@@ -108,25 +108,28 @@ func (f *fakeStore) SaleState(context.Context, int64) (*flashsale.SaleState, err
 	return &flashsale.SaleState{}, nil
 }
 
-func (f *fakeStore) Record(_ context.Context, a flashsale.Attempt) error {
+func (f *fakeStore) Checkout(_ context.Context, a flashsale.Attempt) (flashsale.CartAdd, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.attempts = append(f.attempts, a)
-	return nil
+	if a.Outcome != "" {
+		return flashsale.CartAdd{}, nil
+	}
+	return flashsale.CartAdd{Code: a.Code, ItemsCount: 1}, nil
 }
 
-func (f *fakeStore) AddToCart(_ context.Context, _ *flashsale.Sale, _ string, _ int, newCode string) (flashsale.CartAdd, error) {
+func (f *fakeStore) CheckCheckout(_ context.Context, _ *flashsale.Sale, _ string, _ int, newCode string) (string, error) {
 	if f.block != nil {
 		f.entered <- struct{}{}
 		<-f.block
 	}
 	if f.addErr != nil {
-		return flashsale.CartAdd{}, f.addErr
+		return "", f.addErr
 	}
-	return flashsale.CartAdd{Code: newCode, ItemsCount: 1}, nil
+	return newCode, nil
 }
 
-func (f *fakeStore) RemoveFromCart(context.Context, *flashsale.Sale, string, int) error {
+func (f *fakeStore) SetCart(context.Context, *flashsale.Sale, string, string) error {
 	return nil
 }
 
@@ -134,11 +137,15 @@ func (f *fakeStore) Load(context.Context, *flashsale.Sale, *flashsale.SaleState)
 	return nil
 }
 
-func (f *fakeStore) LockPurchase(context.Context, *flashsale.Sale, string) (string, error) {
+func (f *fakeStore) LockPurchase(context.Context, *flashsale.Sale, string, string) (string, bool, error) {
 	if f.lockErr != nil {
-		return "", f.lockErr
+		return "", false, f.lockErr
 	}
-	return "token", nil
+	return "token", true, nil
+}
+
+func (f *fakeStore) CountMiss(context.Context, *flashsale.Sale, string) error {
+	return nil
 }
 
 func (f *fakeStore) UnlockPurchase(context.Context, *flashsale.Sale, string, string) error {

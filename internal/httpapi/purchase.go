@@ -92,7 +92,7 @@ func (s *Server) purchase(ctx context.Context, w http.ResponseWriter, r *http.Re
 	ctx, span := s.tracer.Start(ctx, "sale.purchase")
 	defer span.End()
 	span.SetAttributes(attribute.Int64("sale.id", q.SaleID))
-	p, err := s.svc.Purchase(ctx, q.Code)
+	p, err := s.svc.Purchase(ctx, q.Code, s.limits.clientAddr(r))
 	if err != nil {
 		endWithError(span, err)
 		return nil, err

@@ -146,7 +146,7 @@ func (rl *RateLimits) take(ctx context.Context, key string, l Limit, message str
 		return nil // fail open: see RateLimits
 	}
 	if wait > 0 {
-		return &flashsale.Error{Code: flashsale.ERateLimited, Message: message + ", retry later", Err: retryAfter(wait)}
+		return &flashsale.Error{Code: flashsale.ERateLimited, Message: message + ", retry later", Err: flashsale.RetryAfter(wait)}
 	}
 	return nil
 }
@@ -162,10 +162,11 @@ func (rl *RateLimits) warn(ctx context.Context, err error) {
 }
 
 // clientAddr is the key of the request's client address: the IPv4 address,
-// or the /64 of an IPv6 address; "" when there is none (a Unix socket).
+// or the /64 of an IPv6 address; "" when there is none (a Unix socket). A nil
+// *RateLimits trusts no proxy.
 func (rl *RateLimits) clientAddr(r *http.Request) string {
 	ip := realclientip.RemoteAddrStrategy{}.ClientIP(nil, r.RemoteAddr)
-	if rl.xff != nil && ip != "" && rl.trusted(ip) {
+	if rl != nil && rl.xff != nil && ip != "" && rl.trusted(ip) {
 		if fwd := rl.xff.ClientIP(r.Header, r.RemoteAddr); fwd != "" {
 			ip = fwd
 		}
@@ -195,16 +196,4 @@ func (rl *RateLimits) trusted(ip string) bool {
 		}
 	}
 	return false
-}
-
-// retryAfter is the cause of a rate_limited error: how long the client should
-// wait. writeError turns it into the Retry-After header.
-type retryAfter time.Duration
-
-func (d retryAfter) Error() string { return "rate limit exceeded" }
-
-// seconds is the Retry-After value: whole seconds, rounded up, at least 1.
-func (d retryAfter) seconds() int64 {
-	s := int64((time.Duration(d) + time.Second - 1) / time.Second)
-	return max(s, 1)
 }

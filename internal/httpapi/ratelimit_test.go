@@ -258,10 +258,10 @@ func TestParseTrustedProxiesRejectsGarbage(t *testing.T) {
 
 func TestRetryAfterSeconds(t *testing.T) {
 	for _, tt := range []struct {
-		d    retryAfter
+		d    flashsale.RetryAfter
 		want int64
-	}{{1, 1}, {retryAfter(999e6), 1}, {retryAfter(1e9), 1}, {retryAfter(1e9 + 1), 2}, {retryAfter(59.5e9), 60}} {
-		if got := tt.d.seconds(); got != tt.want {
+	}{{1, 1}, {flashsale.RetryAfter(999e6), 1}, {flashsale.RetryAfter(1e9), 1}, {flashsale.RetryAfter(1e9 + 1), 2}, {flashsale.RetryAfter(59.5e9), 60}} {
+		if got := tt.d.Seconds(); got != tt.want {
 			t.Errorf("seconds(%v) = %d, want %d", time.Duration(tt.d), got, tt.want)
 		}
 	}

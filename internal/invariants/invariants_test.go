@@ -35,8 +35,8 @@ func mustSell(t *testing.T, db *sql.DB, user, code string, seqs ...int64) {
 	for i, s := range seqs {
 		ids[i] = saleID*1_000_000 + s
 	}
-	mustExec(t, db, `INSERT INTO cart_purchases (checkout_code, sale_id, user_id, items_purchased) VALUES ($1, $2, $3, $4)`,
-		code, saleID, user, len(ids))
+	mustExec(t, db, `INSERT INTO carts (code, sale_id, user_id, item_ids, state, purchased_at, items_purchased)
+		VALUES ($1, $2, $3, $4, 'purchased', now(), $5)`, code, saleID, user, ids, len(ids))
 	mustExec(t, db, `UPDATE items SET sold = true, sold_to_user_id = $1, sold_at = now() WHERE id = ANY($2)`, user, ids)
 	mustExec(t, db, `INSERT INTO purchases (sale_id, user_id, item_id, checkout_code) SELECT $1, $2, unnest($3::bigint[]), $4`,
 		saleID, user, ids, code)

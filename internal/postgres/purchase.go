@@ -3,7 +3,6 @@ package postgres
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -39,10 +38,10 @@ type PurchaseStoreOptions struct {
 // that row's lock is held through the commit's WAL flush; one update per
 // batch instead of one per purchase is what lets purchases scale.
 //
-// Every batch takes its row locks in one global order — the carts' claim
-// rows by code, the users' count rows by (sale, user), the items by id, the
-// sale rows last — so concurrent batches, of this instance or another, never
-// deadlock. The constraints (items sold once, user counts within the limit,
+// Every batch takes its row locks in one global order — the carts by (sale,
+// user, code), as checkouts lock them too, the users' count rows by (sale,
+// user), the items by id, the sale rows last — so concurrent batches, of
+// purchases or checkouts, of this instance or another, never deadlock. The constraints (items sold once, user counts within the limit,
 // items_sold within the total) reject anything this logic might get wrong.
 type PurchaseStore struct {
 	db      *DB
@@ -166,20 +165,20 @@ func (s *PurchaseStore) sell(reqs []*purchaseReq) ([]purchaseAnswer, error) {
 }
 
 var (
-	qBatchCartItems = newQuery("select", "checkout_attempts", `
-SELECT DISTINCT checkout_code, sale_id, user_id, item_id FROM checkout_attempts
-WHERE checkout_code = ANY($1::text[]) ORDER BY checkout_code, item_id`)
+	qBatchLockCarts = newQuery("select", "carts", `
+SELECT code, sale_id, user_id, item_ids, state = 'purchased' FROM carts
+WHERE code = ANY($1::text[]) ORDER BY sale_id, user_id, code FOR UPDATE`)
 	qBatchSaleWindows = newQuery("select", "sales", `
 SELECT id, now() >= started_at, now() < ended_at, user_item_limit FROM sales WHERE id = ANY($1::bigint[])`)
-	qBatchClaim = newQuery("insert", "cart_purchases", `
-INSERT INTO cart_purchases (checkout_code, sale_id, user_id)
-SELECT c, s, u FROM unnest($1::text[], $2::bigint[], $3::text[]) AS t(c, s, u) ORDER BY c
-ON CONFLICT (checkout_code) DO NOTHING
-RETURNING checkout_code`)
-	qBatchResults = newQuery("select", "cart_purchases", `
-SELECT c.checkout_code, c.result, u.items_bought FROM cart_purchases c
+	qBatchResults = newQuery("select", "carts", `
+SELECT c.code, i.id, i.name, p.item_id IS NOT NULL, coalesce(u.items_bought, 0)
+FROM carts c
+CROSS JOIN LATERAL unnest(c.item_ids) WITH ORDINALITY AS t(item_id, n)
+JOIN items i ON i.id = t.item_id
+LEFT JOIN purchases p ON p.item_id = t.item_id AND p.checkout_code = c.code
 LEFT JOIN user_sale_counts u ON u.sale_id = c.sale_id AND u.user_id = c.user_id
-WHERE c.checkout_code = ANY($1::text[])`)
+WHERE c.code = ANY($1::text[])
+ORDER BY c.code, t.n`)
 	qBatchLockUsers = newQuery("insert", "user_sale_counts", `
 INSERT INTO user_sale_counts (sale_id, user_id, item_limit)
 SELECT s, u, l FROM unnest($1::bigint[], $2::text[], $3::integer[]) AS t(s, u, l) ORDER BY s, u
@@ -201,10 +200,10 @@ SELECT sold.sale_id, sale.u, sold.id, sale.c FROM sold JOIN sale ON sale.id = so
 UPDATE user_sale_counts c SET items_bought = c.items_bought + t.n
 FROM unnest($1::bigint[], $2::text[], $3::integer[]) AS t(s, u, n)
 WHERE c.sale_id = t.s AND c.user_id = t.u`)
-	qBatchSaveResults = newQuery("update", "cart_purchases", `
-UPDATE cart_purchases c SET items_purchased = t.p, items_failed = t.f, result = t.r::jsonb
-FROM unnest($1::text[], $2::integer[], $3::integer[], $4::text[]) AS t(code, p, f, r)
-WHERE c.checkout_code = t.code`)
+	qBatchCloseCarts = newQuery("update", "carts", `
+UPDATE carts c SET state = 'purchased', purchased_at = now(), items_purchased = t.p, items_failed = t.f
+FROM unnest($1::text[], $2::integer[], $3::integer[]) AS t(code, p, f)
+WHERE c.code = t.code`)
 	qBatchCountSales = newQuery("update", "sales", `
 UPDATE sales s SET items_sold = s.items_sold + t.n
 FROM (SELECT * FROM unnest($1::bigint[], $2::integer[]) AS t(id, n) ORDER BY id) t
@@ -217,17 +216,16 @@ type purchaseBatch struct {
 	db    *DB
 	tx    *sql.Tx
 	reqs  []*purchaseReq
-	carts map[string]*cart // by code
+	carts map[string]*batchCart // by code
 	// answers[i] answers reqs[i]; nil until decided.
 	answers []*purchaseAnswer
 }
 
-// cart is one code's cart as the attempt log holds it.
-type cart struct {
-	saleID  int64
-	userID  string
-	itemIDs []int64
-	first   int // index of the first request for this code; later ones replay it
+// batchCart is one code's cart, locked, with the index of the batch's first
+// request for it (later ones replay its answer).
+type batchCart struct {
+	flashsale.Cart
+	first int
 }
 
 type saleWindow struct {
@@ -235,37 +233,27 @@ type saleWindow struct {
 	limit            int
 }
 
-type userKey struct {
-	saleID int64
-	userID string
-}
-
-type userCount struct{ bought, limit, added int }
-
 func newPurchaseBatch(db *DB, tx *sql.Tx, reqs []*purchaseReq) *purchaseBatch {
-	return &purchaseBatch{db: db, tx: tx, reqs: reqs, carts: make(map[string]*cart, len(reqs)), answers: make([]*purchaseAnswer, len(reqs))}
+	return &purchaseBatch{db: db, tx: tx, reqs: reqs, carts: make(map[string]*batchCart, len(reqs)), answers: make([]*purchaseAnswer, len(reqs))}
 }
 
 func (b *purchaseBatch) fail(i int, err error) { b.answers[i] = &purchaseAnswer{err: err} }
 
 // run sells the batch and returns one answer per request.
 func (b *purchaseBatch) run(ctx context.Context) ([]purchaseAnswer, error) {
-	if err := b.readCarts(ctx); err != nil {
+	if err := b.lockCarts(ctx); err != nil {
 		return nil, err
 	}
 	windows, err := b.readWindows(ctx)
 	if err != nil {
 		return nil, err
 	}
-	claimed, err := b.claim(ctx, windows)
+	open, err := b.replay(ctx, windows)
 	if err != nil {
 		return nil, err
 	}
-	if err := b.replay(ctx, claimed, windows); err != nil {
-		return nil, err
-	}
-	if len(claimed) > 0 {
-		if err := b.sellClaimed(ctx, claimed, windows); err != nil {
+	if len(open) > 0 {
+		if err := b.sell(ctx, open, windows); err != nil {
 			return nil, err
 		}
 	}
@@ -288,44 +276,42 @@ func (b *purchaseBatch) run(ctx context.Context) ([]purchaseAnswer, error) {
 	return out, nil
 }
 
-// readCarts reads the carts of the batch's codes. A code with no accepted
-// attempt, of another sale, or of several users is not a code this service
-// issued: ECodeNotFound.
-func (b *purchaseBatch) readCarts(ctx context.Context) error {
+// lockCarts locks the carts of the batch's codes. A code no cart has, or one
+// whose cart is of another sale than the code says, is not a code this
+// service issued: ECodeNotFound.
+func (b *purchaseBatch) lockCarts(ctx context.Context) error {
 	codes := make([]string, 0, len(b.reqs))
+	first := make(map[string]int, len(b.reqs))
 	for i, req := range b.reqs {
-		if _, ok := b.carts[req.code]; ok {
-			continue
+		if _, ok := first[req.code]; !ok {
+			first[req.code] = i
+			codes = append(codes, req.code)
 		}
-		b.carts[req.code] = &cart{first: i}
-		codes = append(codes, req.code)
 	}
-	rows, err := b.db.query(ctx, b.tx, qBatchCartItems, codes)
+	rows, err := b.db.query(ctx, b.tx, qBatchLockCarts, codes)
 	if err != nil {
-		return fmt.Errorf("cart items: %w", err)
+		return fmt.Errorf("lock carts: %w", err)
 	}
 	defer rows.Close()
-	bad := map[string]bool{}
 	for rows.Next() {
-		var code, userID string
-		var saleID sql.NullInt64
-		var itemID int64
-		if err := rows.Scan(&code, &saleID, &userID, &itemID); err != nil {
-			return fmt.Errorf("cart items: %w", err)
+		c := &batchCart{}
+		var items int64Array
+		if err := rows.Scan(&c.Code, &c.SaleID, &c.UserID, &items, &c.Purchased); err != nil {
+			return fmt.Errorf("lock carts: %w", err)
 		}
-		c := b.carts[code]
-		if saleID.Int64 != b.reqs[c.first].saleID || (c.userID != "" && c.userID != userID) {
-			bad[code] = true
+		c.ItemIDs, c.first = items, first[c.Code]
+		if c.SaleID == b.reqs[c.first].saleID {
+			b.carts[c.Code] = c
 		}
-		c.saleID, c.userID = saleID.Int64, userID
-		c.itemIDs = append(c.itemIDs, itemID)
 	}
 	if err := rows.Err(); err != nil {
-		return fmt.Errorf("cart items: %w", err)
+		return fmt.Errorf("lock carts: %w", err)
 	}
-	for code, c := range b.carts {
-		if bad[code] || len(c.itemIDs) == 0 {
-			b.fail(c.first, flashsale.Errorf(flashsale.ECodeNotFound, "no cart with this code"))
+	for _, code := range codes {
+		if _, ok := b.carts[code]; !ok {
+			i := first[code]
+			b.carts[code] = &batchCart{first: i}
+			b.fail(i, flashsale.Errorf(flashsale.ECodeNotFound, "no cart with this code"))
 		}
 	}
 	return nil
@@ -335,8 +321,8 @@ func (b *purchaseBatch) readCarts(ctx context.Context) error {
 func (b *purchaseBatch) readWindows(ctx context.Context) (map[int64]saleWindow, error) {
 	var ids []int64
 	for _, c := range b.carts {
-		if b.answers[c.first] == nil && !slices.Contains(ids, c.saleID) {
-			ids = append(ids, c.saleID)
+		if b.answers[c.first] == nil && !slices.Contains(ids, c.SaleID) {
+			ids = append(ids, c.SaleID)
 		}
 	}
 	windows := make(map[int64]saleWindow, len(ids))
@@ -359,140 +345,115 @@ func (b *purchaseBatch) readWindows(ctx context.Context) (map[int64]saleWindow, 
 	return windows, rows.Err()
 }
 
-// claim inserts the claim rows of the carts of running sales, in code order;
-// it returns the codes claimed now. The others were purchased before (or by a
-// concurrent batch that committed while this one waited on the claim row).
-func (b *purchaseBatch) claim(ctx context.Context, windows map[int64]saleWindow) (map[string]bool, error) {
-	var codes, users []string
-	var sales []int64
-	for code, c := range b.carts {
-		if w := windows[c.saleID]; b.answers[c.first] == nil && w.started && w.running {
-			codes, sales, users = append(codes, code), append(sales, c.saleID), append(users, c.userID)
-		}
-	}
-	claimed := make(map[string]bool, len(codes))
-	if len(codes) == 0 {
-		return claimed, nil
-	}
-	rows, err := b.db.query(ctx, b.tx, qBatchClaim, codes, sales, users)
-	if err != nil {
-		return nil, fmt.Errorf("claim carts: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var code string
-		if err := rows.Scan(&code); err != nil {
-			return nil, fmt.Errorf("claim carts: %w", err)
-		}
-		claimed[code] = true
-	}
-	return claimed, rows.Err()
-}
-
-// replay answers the carts not claimed now: with the result of their earlier
-// purchase, or, never purchased, with why their sale is not running.
-func (b *purchaseBatch) replay(ctx context.Context, claimed map[string]bool, windows map[int64]saleWindow) error {
-	var codes []string
-	for code, c := range b.carts {
-		if b.answers[c.first] == nil && !claimed[code] {
-			codes = append(codes, code)
-		}
-	}
-	if len(codes) == 0 {
-		return nil
-	}
-	rows, err := b.db.query(ctx, b.tx, qBatchResults, codes)
-	if err != nil {
-		return fmt.Errorf("purchase results: %w", err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var code string
-		var raw []byte
-		var bought sql.NullInt64
-		if err := rows.Scan(&code, &raw, &bought); err != nil {
-			return fmt.Errorf("purchase results: %w", err)
-		}
-		c := b.carts[code]
-		p := &flashsale.Purchase{SaleID: c.saleID, UserID: c.userID, Replay: true, UserBought: int(bought.Int64)}
-		if err := json.Unmarshal(raw, &p.Result); err != nil {
-			return fmt.Errorf("decode purchase result: %w", err)
-		}
-		b.answers[c.first] = &purchaseAnswer{p: p}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("purchase results: %w", err)
-	}
-	for _, code := range codes {
-		c := b.carts[code]
-		if b.answers[c.first] != nil {
+// replay answers the purchased carts with their result, and the open carts
+// of sales not running with why; it returns the codes of the open carts to
+// sell, in batch order (earlier requests buy first).
+func (b *purchaseBatch) replay(ctx context.Context, windows map[int64]saleWindow) ([]string, error) {
+	var open, purchased []string
+	for _, req := range b.reqs {
+		c := b.carts[req.code]
+		if b.answers[c.first] != nil || b.reqs[c.first] != req {
 			continue
 		}
-		if w, ok := windows[c.saleID]; ok && !w.started {
+		switch w := windows[c.SaleID]; {
+		case c.Purchased:
+			purchased = append(purchased, c.Code)
+		case !w.started:
 			b.fail(c.first, flashsale.Errorf(flashsale.ESaleNotStarted, "the sale has not started"))
-		} else {
+		case !w.running:
 			b.fail(c.first, flashsale.Errorf(flashsale.ESaleEnded, "the sale is over"))
+		default:
+			open = append(open, c.Code)
 		}
 	}
-	return nil
+	if len(purchased) == 0 {
+		return open, nil
+	}
+	results, err := b.results(ctx, purchased)
+	if err != nil {
+		return nil, err
+	}
+	for _, code := range purchased {
+		c := b.carts[code]
+		p := results[code]
+		if p == nil { // a purchased cart without items
+			p = &flashsale.Purchase{Result: flashsale.NewPurchaseResult(nil)}
+		}
+		p.SaleID, p.UserID, p.Replay = c.SaleID, c.UserID, true
+		b.answers[c.first] = &purchaseAnswer{p: p}
+	}
+	return open, nil
 }
 
-// sellClaimed locks the users' counts and the items (each in key order), sells
-// each claimed cart's unsold items within its user's limit in batch order,
-// and records the sales, the counts and each cart's result.
-func (b *purchaseBatch) sellClaimed(ctx context.Context, claimed map[string]bool, windows map[int64]saleWindow) error {
-	// Claimed carts in batch order: earlier requests buy first.
-	order := make([]string, 0, len(claimed))
-	for _, req := range b.reqs {
-		if c := b.carts[req.code]; claimed[req.code] && b.answers[c.first] == nil && !slices.Contains(order, req.code) {
-			order = append(order, req.code)
+// results reads the results of purchased carts from their rows: each item
+// of the cart, sold when the cart's purchase bought it.
+func (b *purchaseBatch) results(ctx context.Context, codes []string) (map[string]*flashsale.Purchase, error) {
+	rows, err := b.db.query(ctx, b.tx, qBatchResults, codes)
+	if err != nil {
+		return nil, fmt.Errorf("purchase results: %w", err)
+	}
+	defer rows.Close()
+	items := map[string][]flashsale.PurchasedItem{}
+	bought := map[string]int{}
+	for rows.Next() {
+		var code string
+		var it flashsale.PurchasedItem
+		var n int
+		if err := rows.Scan(&code, &it.ID, &it.Name, &it.Sold, &n); err != nil {
+			return nil, fmt.Errorf("purchase results: %w", err)
 		}
+		items[code] = append(items[code], it)
+		bought[code] = n
 	}
-	users, err := b.lockUsers(ctx, order, windows)
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("purchase results: %w", err)
+	}
+	out := make(map[string]*flashsale.Purchase, len(items))
+	for code, its := range items {
+		out[code] = &flashsale.Purchase{Result: flashsale.NewPurchaseResult(its), UserBought: bought[code]}
+	}
+	return out, nil
+}
+
+// sell locks the users' counts and the items (each in key order), decides
+// the open carts' purchase with the domain's rule, and writes the decision:
+// the items sold, the users' and sales' counts, the carts closed.
+func (b *purchaseBatch) sell(ctx context.Context, open []string, windows map[int64]saleWindow) error {
+	carts := make([]*flashsale.Cart, len(open))
+	for i, code := range open {
+		carts[i] = &b.carts[code].Cart
+	}
+	users, err := b.lockUsers(ctx, carts, windows)
 	if err != nil {
 		return err
 	}
-	items, err := b.lockItems(ctx, order)
+	items, err := b.lockItems(ctx, carts)
 	if err != nil {
 		return err
 	}
+	before := make(map[flashsale.UserKey]int, len(users))
+	for k, u := range users {
+		before[k] = u.Bought
+	}
+	results := flashsale.SellCarts(carts, users, items)
 
 	var sellIDs []int64
-	var sellUsers, sellCodes, resCodes, resJSON []string
-	var resBought, resFailed []int32
+	var sellUsers, sellCodes []string
+	closeCodes := make([]string, len(carts))
+	closeBought, closeFailed := make([]int32, len(carts)), make([]int32, len(carts))
 	perSale := map[int64]int32{}
-	for _, code := range order {
-		c := b.carts[code]
-		u := users[userKey{c.saleID, c.userID}]
-		p := &flashsale.Purchase{SaleID: c.saleID, UserID: c.userID}
-		p.Result.Items = make([]flashsale.PurchasedItem, 0, len(c.itemIDs))
-		n := 0
-		for _, id := range c.itemIDs {
-			it := items[id]
-			if it == nil { // no such item: the foreign keys make it unreachable
-				it = &lockedItem{sold: true}
+	for i, c := range carts {
+		res := results[i]
+		for _, it := range res.Items {
+			if it.Sold {
+				sellIDs, sellUsers, sellCodes = append(sellIDs, it.ID), append(sellUsers, c.UserID), append(sellCodes, c.Code)
 			}
-			pi := flashsale.PurchasedItem{ID: id, Name: it.name}
-			if !it.sold && u.bought+u.added < u.limit {
-				it.sold, pi.Sold = true, true
-				u.added++
-				n++
-				sellIDs, sellUsers, sellCodes = append(sellIDs, id), append(sellUsers, c.userID), append(sellCodes, code)
-			}
-			p.Result.Items = append(p.Result.Items, pi)
 		}
-		p.Result.TotalPurchased = n
-		p.Result.FailedCount = len(p.Result.Items) - n
-		p.Result.Success = n > 0
-		p.UserBought = u.bought + u.added
-		perSale[c.saleID] += int32(n)
-		raw, err := json.Marshal(p.Result)
-		if err != nil {
-			return fmt.Errorf("encode result: %w", err)
-		}
-		resCodes, resJSON = append(resCodes, code), append(resJSON, string(raw))
-		resBought, resFailed = append(resBought, int32(n)), append(resFailed, int32(p.Result.FailedCount))
-		b.answers[c.first] = &purchaseAnswer{p: p}
+		perSale[c.SaleID] += int32(res.TotalPurchased)
+		closeCodes[i], closeBought[i], closeFailed[i] = c.Code, int32(res.TotalPurchased), int32(res.FailedCount)
+		// The user's count after the whole batch: the cache keeps the maximum.
+		u := users[flashsale.UserKey{SaleID: c.SaleID, UserID: c.UserID}]
+		b.answers[b.carts[c.Code].first] = &purchaseAnswer{p: &flashsale.Purchase{Result: res, SaleID: c.SaleID, UserID: c.UserID, UserBought: u.Bought}}
 	}
 
 	if len(sellIDs) > 0 {
@@ -509,16 +470,16 @@ func (b *purchaseBatch) sellClaimed(ctx context.Context, claimed map[string]bool
 		var cu []string
 		var cn []int32
 		for k, u := range users {
-			if u.added > 0 {
-				cs, cu, cn = append(cs, k.saleID), append(cu, k.userID), append(cn, int32(u.added))
+			if n := u.Bought - before[k]; n > 0 {
+				cs, cu, cn = append(cs, k.SaleID), append(cu, k.UserID), append(cn, int32(n))
 			}
 		}
 		if _, err := b.db.exec(ctx, b.tx, qBatchCountUsers, cs, cu, cn); err != nil {
 			return fmt.Errorf("count user items: %w", err)
 		}
 	}
-	if _, err := b.db.exec(ctx, b.tx, qBatchSaveResults, resCodes, resBought, resFailed, resJSON); err != nil {
-		return fmt.Errorf("save results: %w", err)
+	if _, err := b.db.exec(ctx, b.tx, qBatchCloseCarts, closeCodes, closeBought, closeFailed); err != nil {
+		return fmt.Errorf("close carts: %w", err)
 	}
 	var ss []int64
 	var sn []int32
@@ -536,17 +497,16 @@ func (b *purchaseBatch) sellClaimed(ctx context.Context, claimed map[string]bool
 }
 
 // lockUsers locks (creating when new) the count rows of the carts' users.
-func (b *purchaseBatch) lockUsers(ctx context.Context, order []string, windows map[int64]saleWindow) (map[userKey]*userCount, error) {
-	users := make(map[userKey]*userCount, len(order))
+func (b *purchaseBatch) lockUsers(ctx context.Context, carts []*flashsale.Cart, windows map[int64]saleWindow) (map[flashsale.UserKey]*flashsale.UserCount, error) {
+	users := make(map[flashsale.UserKey]*flashsale.UserCount, len(carts))
 	var ss []int64
 	var us []string
 	var ls []int32
-	for _, code := range order {
-		c := b.carts[code]
-		k := userKey{c.saleID, c.userID}
+	for _, c := range carts {
+		k := flashsale.UserKey{SaleID: c.SaleID, UserID: c.UserID}
 		if _, ok := users[k]; !ok {
-			users[k] = &userCount{}
-			ss, us, ls = append(ss, k.saleID), append(us, k.userID), append(ls, int32(windows[k.saleID].limit))
+			users[k] = &flashsale.UserCount{}
+			ss, us, ls = append(ss, k.SaleID), append(us, k.UserID), append(ls, int32(windows[k.SaleID].limit))
 		}
 	}
 	rows, err := b.db.query(ctx, b.tx, qBatchLockUsers, ss, us, ls)
@@ -555,39 +515,37 @@ func (b *purchaseBatch) lockUsers(ctx context.Context, order []string, windows m
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var k userKey
-		var bought, limit int
-		if err := rows.Scan(&k.saleID, &k.userID, &bought, &limit); err != nil {
+		var k flashsale.UserKey
+		var u flashsale.UserCount
+		if err := rows.Scan(&k.SaleID, &k.UserID, &u.Bought, &u.Limit); err != nil {
 			return nil, fmt.Errorf("lock user counts: %w", err)
 		}
-		users[k].bought, users[k].limit = bought, limit
+		*users[k] = u
 	}
 	return users, rows.Err()
 }
 
-type lockedItem struct {
-	name string
-	sold bool
-}
-
 // lockItems locks the carts' items.
-func (b *purchaseBatch) lockItems(ctx context.Context, order []string) (map[int64]*lockedItem, error) {
+func (b *purchaseBatch) lockItems(ctx context.Context, carts []*flashsale.Cart) (map[int64]*flashsale.StockItem, error) {
 	var ids []int64
-	for _, code := range order {
-		ids = append(ids, b.carts[code].itemIDs...)
+	for _, c := range carts {
+		ids = append(ids, c.ItemIDs...)
 	}
 	slices.Sort(ids)
 	ids = slices.Compact(ids)
+	items := make(map[int64]*flashsale.StockItem, len(ids))
+	if len(ids) == 0 {
+		return items, nil
+	}
 	rows, err := b.db.query(ctx, b.tx, qBatchLockItems, ids)
 	if err != nil {
 		return nil, fmt.Errorf("lock items: %w", err)
 	}
 	defer rows.Close()
-	items := make(map[int64]*lockedItem, len(ids))
 	for rows.Next() {
 		var id int64
-		it := &lockedItem{}
-		if err := rows.Scan(&id, &it.name, &it.sold); err != nil {
+		it := &flashsale.StockItem{}
+		if err := rows.Scan(&id, &it.Name, &it.Sold); err != nil {
 			return nil, fmt.Errorf("lock items: %w", err)
 		}
 		items[id] = it
@@ -600,18 +558,15 @@ var (
 SELECT id FROM items WHERE sale_id = $1 AND sold`)
 	qUserCounts = newQuery("select", "user_sale_counts", `
 SELECT user_id, items_bought FROM user_sale_counts WHERE sale_id = $1`)
-	qSaleCarts = newQuery("select", "checkout_attempts", `
-SELECT a.checkout_code, a.user_id, a.item_id, a.id, c.checkout_code IS NOT NULL
-FROM checkout_attempts a LEFT JOIN cart_purchases c ON c.checkout_code = a.checkout_code
-WHERE a.sale_id = $1 AND a.checkout_code IS NOT NULL
-ORDER BY a.id`)
+	qSaleCarts = newQuery("select", "carts", `
+SELECT code, user_id, state = 'open' FROM carts WHERE sale_id = $1`)
 )
 
-// SaleState reads what the cache needs to serve a sale: sold items, items
-// bought per user, every code with its user, and each user's open cart (the
-// most recent unpurchased one).
+// SaleState reads what the cache needs to serve a sale, from the sale's rows:
+// sold items, items bought per user, every cart's code and user, and each
+// user's open cart.
 func (s *PurchaseStore) SaleState(ctx context.Context, saleID int64) (*flashsale.SaleState, error) {
-	st := &flashsale.SaleState{Bought: map[string]int{}, Codes: map[string]string{}}
+	st := &flashsale.SaleState{Bought: map[string]int{}, Open: map[string]string{}, Codes: map[string]string{}}
 	// One snapshot for the three reads.
 	snapshot := &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
 	err := s.db.transact(ctx, snapshot, func(tx *sql.Tx) error {
@@ -669,33 +624,16 @@ func (s *PurchaseStore) readCarts(ctx context.Context, tx *sql.Tx, saleID int64,
 		return translate(err)
 	}
 	defer rows.Close()
-	open := map[string]*flashsale.Cart{} // user -> latest unpurchased cart
 	for rows.Next() {
 		var code, user string
-		var itemID, attemptID int64
-		var purchased bool
-		if err := rows.Scan(&code, &user, &itemID, &attemptID, &purchased); err != nil {
+		var open bool
+		if err := rows.Scan(&code, &user, &open); err != nil {
 			return translate(err)
 		}
 		st.Codes[code] = user
-		if purchased {
-			continue
+		if open {
+			st.Open[user] = code
 		}
-		_, seq := flashsale.SplitItemID(itemID)
-		c := open[user]
-		if c == nil || c.Code != code {
-			// Rows come in attempt order, so the last cart seen is the
-			// user's most recent one.
-			c = &flashsale.Cart{Code: code, UserID: user}
-			open[user] = c
-		}
-		c.Seqs = append(c.Seqs, seq)
 	}
-	if err := rows.Err(); err != nil {
-		return translate(err)
-	}
-	for _, c := range open {
-		st.OpenCarts = append(st.OpenCarts, *c)
-	}
-	return nil
+	return translate(rows.Err())
 }

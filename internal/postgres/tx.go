@@ -5,13 +5,27 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+)
+
+var (
+	qXactID     = newQuery("select", "transaction", `SELECT pg_current_xact_id()::text`)
+	qXactStatus = newQuery("select", "transaction", `SELECT pg_xact_status($1::text::xid8)`)
 )
 
 // transact runs fn in a transaction and commits it, retrying the whole
 // transaction a few times on serialization failures and deadlocks, which a
 // correct transaction may meet and which leave nothing behind.
+//
+// A write transaction learns its id first, so that a commit whose outcome is
+// unknown — the connection dropped or the deadline passed while COMMIT was
+// in flight — is resolved by asking the server whether that transaction
+// committed, never by guessing: transact then returns nil when it did, and
+// EUnavailable when it did not or the server cannot say.
 func (db *DB) transact(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) error {
 	const attempts = 3
 	var err error
@@ -33,13 +47,58 @@ func (db *DB) transactOnce(ctx context.Context, opts *sql.TxOptions, fn func(*sq
 			_ = tx.Rollback()
 		}
 	}()
+	var xid string
+	if opts == nil || !opts.ReadOnly {
+		if err := db.queryRow(ctx, tx, qXactID).Scan(&xid); err != nil {
+			return fmt.Errorf("transaction id: %w", translate(err))
+		}
+	}
 	if err := fn(tx); err != nil {
 		return err
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", translate(err))
+	cerr := tx.Commit()
+	if cerr == nil {
+		return nil
 	}
-	return nil
+	if xid == "" {
+		return fmt.Errorf("commit: %w", translate(cerr))
+	}
+	committed, err := db.committed(context.WithoutCancel(ctx), xid)
+	switch {
+	case err != nil:
+		return flashsale.Unavailable("database", fmt.Errorf("commit outcome unknown: %w (reading it back: %w)", cerr, err))
+	case committed:
+		return nil
+	}
+	return fmt.Errorf("commit: %w", translate(cerr))
+}
+
+// committed reads back whether transaction xid committed. A transaction
+// whose commit is still in progress on the server is asked about again, for
+// a few seconds at most.
+func (db *DB) committed(ctx context.Context, xid string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 500*time.Millisecond) {
+		var status sql.NullString
+		err := db.queryRow(ctx, db.sql, qXactStatus, xid).Scan(&status)
+		switch {
+		case err == nil && status.String == "committed":
+			return true, nil
+		case err == nil && status.String == "aborted":
+			return false, nil
+		case err == nil && !status.Valid:
+			return false, fmt.Errorf("transaction %s is too old to tell", xid)
+		}
+		select {
+		case <-ctx.Done():
+			if err == nil {
+				err = fmt.Errorf("transaction %s still %s", xid, status.String)
+			}
+			return false, err
+		case <-time.After(wait):
+		}
+	}
 }
 
 func retryable(err error) bool {

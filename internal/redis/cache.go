@@ -20,12 +20,14 @@ import (
 var _ flashsale.Cache = (*Cache)(nil)
 
 var (
-	//go:embed scripts/add_to_cart.lua
-	addToCartLua string
-	//go:embed scripts/remove_from_cart.lua
-	removeFromCartLua string
+	//go:embed scripts/check_checkout.lua
+	checkCheckoutLua string
+	//go:embed scripts/set_cart.lua
+	setCartLua string
 	//go:embed scripts/lock_purchase.lua
 	lockPurchaseLua string
+	//go:embed scripts/count_miss.lua
+	countMissLua string
 	//go:embed scripts/unlock.lua
 	unlockLua string
 	//go:embed scripts/complete_purchase.lua
@@ -33,9 +35,10 @@ var (
 	//go:embed scripts/commit_load.lua
 	commitLoadLua string
 
-	addToCartScript        = redis.NewScript(addToCartLua)
-	removeFromCartScript   = redis.NewScript(removeFromCartLua)
+	checkCheckoutScript    = redis.NewScript(checkCheckoutLua)
+	setCartScript          = redis.NewScript(setCartLua)
 	lockPurchaseScript     = redis.NewScript(lockPurchaseLua)
+	countMissScript        = redis.NewScript(countMissLua)
 	unlockScript           = redis.NewScript(unlockLua)
 	completePurchaseScript = redis.NewScript(completePurchaseLua)
 	commitLoadScript       = redis.NewScript(commitLoadLua)
@@ -49,9 +52,12 @@ type CacheOptions struct {
 	Prefix string
 	// PurchaseLockTTL bounds how long a crashed purchase can hold its code.
 	PurchaseLockTTL time.Duration
-	// LoadGrace is how long after a load unknown codes are still checked
-	// against the database rather than rejected.
-	LoadGrace time.Duration
+	// CodeMisses is how many purchases of codes that neither the cache nor
+	// the database knows one client may make per MissWindow (guessing codes
+	// costs a database look-up each); its purchases of codes the cache does
+	// not know are then refused with ERateLimited until the window ends.
+	CodeMisses int
+	MissWindow time.Duration
 	// Retention keeps a sale's keys this long after its end.
 	Retention time.Duration
 	// RotationLockTTL bounds how long a crashed instance can hold the lock of
@@ -83,8 +89,11 @@ func NewCache(c *Client, opts CacheOptions) (*Cache, error) {
 	if opts.PurchaseLockTTL <= 0 {
 		opts.PurchaseLockTTL = 10 * time.Second
 	}
-	if opts.LoadGrace <= 0 {
-		opts.LoadGrace = time.Minute
+	if opts.CodeMisses <= 0 {
+		opts.CodeMisses = 20
+	}
+	if opts.MissWindow <= 0 {
+		opts.MissWindow = time.Minute
 	}
 	if opts.Retention <= 0 {
 		opts.Retention = time.Hour
@@ -120,12 +129,12 @@ func (c *Cache) Close() error {
 
 // saleKeys are the keys of one sale's state.
 type saleKeys struct {
-	saleID                                         int64
-	base                                           string
-	ready, sold, bought, cart, cartn, items, codes string
-	// addToCart are the keys of addToCartScript, in its order. Shared by
+	saleID                           int64
+	base                             string
+	ready, sold, bought, cart, codes string
+	// checkout are the keys of checkCheckoutScript, in its order. Shared by
 	// every call: go-redis copies keys into each command, never writes them.
-	addToCart []string
+	checkout []string
 }
 
 // keys returns the keys of a sale's state. Nearly every request is for the
@@ -142,11 +151,9 @@ func (c *Cache) keys(saleID int64) *saleKeys {
 		sold:   base + "sold",
 		bought: base + "bought",
 		cart:   base + "cart",
-		cartn:  base + "cartn",
-		items:  base + "cartitems",
 		codes:  base + "codes",
 	}
-	k.addToCart = []string{k.ready, k.sold, k.bought, k.cart, k.cartn, k.items, k.codes}
+	k.checkout = []string{k.ready, k.sold, k.bought, k.cart, k.codes}
 	c.lastKeys.Store(k)
 	return k
 }
@@ -155,36 +162,33 @@ func (c *Cache) expireAt(s *flashsale.Sale) int64 {
 	return s.EndedAt.Add(c.opts.Retention).Unix()
 }
 
-// AddToCart implements flashsale.Cache.
-func (c *Cache) AddToCart(ctx context.Context, s *flashsale.Sale, userID string, seq int, newCode string) (flashsale.CartAdd, error) {
+// CheckCheckout implements flashsale.Cache.
+func (c *Cache) CheckCheckout(ctx context.Context, s *flashsale.Sale, userID string, seq int, newCode string) (string, error) {
 	k := c.keys(s.ID)
-	res, err := c.pipe.run(ctx, addToCartScript, k.addToCart,
+	res, err := c.pipe.run(ctx, checkCheckoutScript, k.checkout,
 		userID, seq, newCode, s.UserItemLimit, c.expireAt(s)).Slice()
 	if err != nil {
-		return flashsale.CartAdd{}, unavailable(err)
+		return "", unavailable(err)
 	}
 	status, _ := res[0].(string)
 	switch status {
 	case "ok":
 		code, _ := res[1].(string)
-		n, _ := res[2].(int64)
-		return flashsale.CartAdd{Code: code, ItemsCount: int(n)}, nil
+		return code, nil
 	case "not_loaded":
-		return flashsale.CartAdd{}, flashsale.ErrNotLoaded
+		return "", flashsale.ErrNotLoaded
 	case flashsale.EItemSold:
-		return flashsale.CartAdd{}, flashsale.Errorf(flashsale.EItemSold, "the item is sold")
-	case flashsale.EAlreadyInCart:
-		return flashsale.CartAdd{}, flashsale.Errorf(flashsale.EAlreadyInCart, "the item is already in the cart")
+		return "", flashsale.Errorf(flashsale.EItemSold, "the item is sold")
 	case flashsale.EUserLimit:
-		return flashsale.CartAdd{}, flashsale.Errorf(flashsale.EUserLimit, "at most %d items per user in this sale", s.UserItemLimit)
+		return "", flashsale.Errorf(flashsale.EUserLimit, "at most %d items per user in this sale", s.UserItemLimit)
 	}
-	return flashsale.CartAdd{}, fmt.Errorf("add to cart: unexpected reply %v", res)
+	return "", fmt.Errorf("check checkout: unexpected reply %v", res)
 }
 
-// RemoveFromCart implements flashsale.Cache.
-func (c *Cache) RemoveFromCart(ctx context.Context, s *flashsale.Sale, code string, seq int) error {
+// SetCart implements flashsale.Cache.
+func (c *Cache) SetCart(ctx context.Context, s *flashsale.Sale, userID, code string) error {
 	k := c.keys(s.ID)
-	if err := c.pipe.run(ctx, removeFromCartScript, []string{k.cartn, k.items}, code, seq).Err(); err != nil {
+	if err := c.pipe.run(ctx, setCartScript, []string{k.cart, k.codes}, userID, code, c.expireAt(s)).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil
@@ -197,7 +201,7 @@ func (c *Cache) RemoveFromCart(ctx context.Context, s *flashsale.Sale, code stri
 func (c *Cache) Load(ctx context.Context, s *flashsale.Sale, st *flashsale.SaleState) error {
 	k := c.keys(s.ID)
 	stage := k.base + "stage:" + randomHex(8) + ":"
-	staged := []string{stage + "sold", stage + "bought", stage + "cart", stage + "cartn", stage + "cartitems", stage + "codes"}
+	staged := []string{stage + "sold", stage + "bought", stage + "cart", stage + "codes"}
 	pipe := c.c.rdb.Pipeline()
 	for _, seq := range st.SoldSeqs {
 		pipe.SetBit(ctx, staged[0], int64(seq), 1)
@@ -205,15 +209,11 @@ func (c *Cache) Load(ctx context.Context, s *flashsale.Sale, st *flashsale.SaleS
 	for user, n := range st.Bought {
 		pipe.HSet(ctx, staged[1], user, n)
 	}
-	for _, cart := range st.OpenCarts {
-		pipe.HSet(ctx, staged[2], cart.UserID, cart.Code)
-		pipe.HSet(ctx, staged[3], cart.Code, len(cart.Seqs))
-		for _, seq := range cart.Seqs {
-			pipe.SAdd(ctx, staged[4], cart.Code+":"+strconv.Itoa(seq))
-		}
+	for user, code := range st.Open {
+		pipe.HSet(ctx, staged[2], user, code)
 	}
 	for code, user := range st.Codes {
-		pipe.HSet(ctx, staged[5], code, user)
+		pipe.HSet(ctx, staged[3], code, user)
 	}
 	for _, key := range staged {
 		// A loader that dies before publishing leaves nothing for long.
@@ -222,7 +222,7 @@ func (c *Cache) Load(ctx context.Context, s *flashsale.Sale, st *flashsale.SaleS
 	if _, err := pipe.Exec(ctx); err != nil {
 		return unavailable(err)
 	}
-	keys := append([]string{k.ready, k.sold, k.bought, k.cart, k.cartn, k.items, k.codes}, staged...)
+	keys := append([]string{k.ready, k.sold, k.bought, k.cart, k.codes}, staged...)
 	if err := c.pipe.run(ctx, commitLoadScript, keys, c.expireAt(s)).Err(); err != nil {
 		return unavailable(err)
 	}
@@ -246,28 +246,43 @@ func tokenTime(token string) (time.Time, bool) {
 
 func (c *Cache) lockKey(k *saleKeys, code string) string { return k.base + "lock:purchase:" + code }
 
+func (c *Cache) missKey(k *saleKeys, client string) string { return k.base + "misses:" + client }
+
 // LockPurchase implements flashsale.Cache.
-func (c *Cache) LockPurchase(ctx context.Context, s *flashsale.Sale, code string) (string, error) {
+func (c *Cache) LockPurchase(ctx context.Context, s *flashsale.Sale, code, client string) (string, bool, error) {
 	k := c.keys(s.ID)
 	token := newToken()
-	status, err := c.pipe.run(ctx, lockPurchaseScript, []string{k.ready, k.codes, c.lockKey(k, code)},
-		code, token, c.opts.PurchaseLockTTL.Milliseconds(), c.opts.LoadGrace.Milliseconds()).Text()
+	res, err := c.pipe.run(ctx, lockPurchaseScript, []string{k.codes, c.lockKey(k, code), c.missKey(k, client)},
+		code, token, c.opts.PurchaseLockTTL.Milliseconds(), c.opts.CodeMisses).Slice()
 	if err != nil {
 		c.purchaseLock.attempted(ctx, lockError)
-		return "", unavailable(err)
+		return "", false, unavailable(err)
 	}
+	status, _ := res[0].(string)
+	known, _ := res[1].(int64)
 	switch status {
 	case "ok":
 		c.purchaseLock.attempted(ctx, "")
-		return token, nil
+		return token, known == 1, nil
 	case "busy":
 		c.purchaseLock.attempted(ctx, lockContended)
-		return "", flashsale.Errorf(flashsale.EPurchaseBusy, "this code is being purchased, retry shortly")
-	case flashsale.ECodeNotFound:
-		// Not a lock attempt: the code was rejected before the lock.
-		return "", flashsale.Errorf(flashsale.ECodeNotFound, "no cart with this code")
+		return "", known == 1, flashsale.Errorf(flashsale.EPurchaseBusy, "this code is being purchased, retry shortly")
+	case flashsale.ERateLimited:
+		// Not a lock attempt: the code was refused before the lock.
+		ms, _ := res[2].(int64)
+		return "", false, &flashsale.Error{Code: flashsale.ERateLimited,
+			Message: "too many unknown codes from this client, retry later", Err: flashsale.RetryAfter(time.Duration(max(ms, 1000)) * time.Millisecond)}
 	}
-	return "", fmt.Errorf("lock purchase: unexpected reply %q", status)
+	return "", false, fmt.Errorf("lock purchase: unexpected reply %v", res)
+}
+
+// CountMiss implements flashsale.Cache.
+func (c *Cache) CountMiss(ctx context.Context, s *flashsale.Sale, client string) error {
+	k := c.keys(s.ID)
+	if err := c.pipe.run(ctx, countMissScript, []string{c.missKey(k, client)}, c.opts.MissWindow.Milliseconds()).Err(); err != nil {
+		return unavailable(err)
+	}
+	return nil
 }
 
 // UnlockPurchase implements flashsale.Cache.
@@ -291,7 +306,7 @@ func (c *Cache) CompletePurchase(ctx context.Context, s *flashsale.Sale, code, t
 			args = append(args, seq)
 		}
 	}
-	if err := c.pipe.run(ctx, completePurchaseScript, []string{k.sold, k.bought, k.cart, c.lockKey(k, code)}, args...).Err(); err != nil {
+	if err := c.pipe.run(ctx, completePurchaseScript, []string{k.sold, k.bought, k.cart, k.codes, c.lockKey(k, code)}, args...).Err(); err != nil {
 		return unavailable(err)
 	}
 	return nil

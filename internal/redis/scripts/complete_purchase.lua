@@ -1,7 +1,8 @@
 -- Records a committed purchase: its items are sold, the user's bought count is
--- the database's (never lowered by an out-of-order completion), the cart is
--- closed so the user's next checkout opens a new one, and the lock released.
--- KEYS: sold, bought, cart, lock
+-- the database's (never lowered by an out-of-order completion), the code is
+-- known, the cart is closed so the user's next checkout opens a new one, and
+-- the lock is released. Run twice, it leaves the same state.
+-- KEYS: sold, bought, cart, codes, lock
 -- ARGV: user, code, token, bought, expire-at, sold seq...
 for i = 6, #ARGV do
   redis.call('SETBIT', KEYS[1], ARGV[i], 1)
@@ -13,9 +14,11 @@ end
 if redis.call('HGET', KEYS[3], ARGV[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[3], ARGV[1])
 end
-redis.call('EXPIREAT', KEYS[1], ARGV[5])
-redis.call('EXPIREAT', KEYS[2], ARGV[5])
-if redis.call('GET', KEYS[4]) == ARGV[3] then
-  redis.call('DEL', KEYS[4])
+redis.call('HSET', KEYS[4], ARGV[2], ARGV[1])
+for i = 1, 4 do
+  redis.call('EXPIREAT', KEYS[i], ARGV[5])
+end
+if redis.call('GET', KEYS[5]) == ARGV[3] then
+  redis.call('DEL', KEYS[5])
 end
 return 1

@@ -1,0 +1,273 @@
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/flashsale/flashsale/internal/batch"
+	"github.com/flashsale/flashsale/internal/flashsale"
+)
+
+var _ flashsale.CartStore = (*CartStore)(nil)
+
+// CartStoreOptions tune the group commit of checkouts.
+type CartStoreOptions struct {
+	// MaxBatch bounds the checkouts of one transaction.
+	MaxBatch int
+	// Writers is how many batches may be in flight at once: while some
+	// commit, the next ones gather the requests that arrive meanwhile.
+	Writers int
+	// Timeout bounds one batch's transaction.
+	Timeout        time.Duration
+	TracerProvider trace.TracerProvider
+	Logger         *slog.Logger
+}
+
+// CartStore implements flashsale.CartStore with group commit: the checkouts
+// of concurrent requests are decided and recorded in one transaction per
+// batch, with one set-based statement per step, and each request waits for
+// its batch's commit. Nothing is buffered beyond the waiting requests
+// themselves, so nothing acknowledged can be lost.
+//
+// A batch locks the open carts of its users in (sale, user) order — the
+// order purchases lock carts in too, so the two never deadlock — creating
+// the carts users do not have yet, decides each checkout with the domain's
+// rule, then adds the accepted items to their carts and writes every
+// attempt. A purchase of a cart waits for the batch that adds to it, and a
+// checkout that comes after the purchase finds the cart closed and opens a
+// new one: an item acknowledged into a cart is in that cart's purchase.
+type CartStore struct {
+	db      *DB
+	opts    CartStoreOptions
+	tracer  trace.Tracer
+	batches *batch.Batcher[*checkoutReq]
+}
+
+type checkoutReq struct {
+	batch.Queued
+	a    flashsale.Attempt
+	link trace.Link
+	done chan checkoutAnswer
+}
+
+type checkoutAnswer struct {
+	add flashsale.CartAdd
+	err error
+}
+
+// NewCartStore starts the store's writers. Close stops them.
+func NewCartStore(db *DB, opts CartStoreOptions) *CartStore {
+	if opts.MaxBatch <= 0 {
+		opts.MaxBatch = 500
+	}
+	if opts.Writers <= 0 {
+		opts.Writers = 4
+	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &CartStore{db: db, opts: opts, tracer: opts.TracerProvider.Tracer(instrumentationName)}
+	s.batches = batch.New("checkouts", opts.MaxBatch, opts.Writers, s.write)
+	return s
+}
+
+// Checkout queues the attempt for the next batch and returns its answer once
+// that batch is committed, or EUnavailable when it could not be. When ctx
+// ends while the attempt still waits for a writer (a stalled database), it is
+// withdrawn unwritten and Checkout answers EUnavailable at once; once in a
+// batch, the answer is the batch's.
+func (s *CartStore) Checkout(ctx context.Context, a flashsale.Attempt) (flashsale.CartAdd, error) {
+	req := &checkoutReq{a: a, link: trace.LinkFromContext(ctx), done: make(chan checkoutAnswer, 1)}
+	if err := s.batches.Submit(ctx, req); err != nil {
+		return flashsale.CartAdd{}, err
+	}
+	ans, ok := batch.Await(ctx, req, req.done)
+	if !ok {
+		return flashsale.CartAdd{}, flashsale.Unavailable("checkouts", ctx.Err())
+	}
+	return ans.add, ans.err
+}
+
+// Close stops accepting checkouts, writes the queued ones and stops the
+// writers.
+func (s *CartStore) Close() error {
+	s.batches.Close()
+	return nil
+}
+
+// write commits one batch and answers its requests. When the database
+// rejects the batch for a reason other than an outage — a bug this code
+// should not have — each checkout is retried alone, so one cannot fail the
+// others.
+func (s *CartStore) write(reqs []*checkoutReq) {
+	answers, err := s.commit(reqs)
+	if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(reqs) > 1 {
+		s.opts.Logger.Error("checkout batch rejected, writing checkouts one by one", "err", err, "checkouts", len(reqs))
+		for _, req := range reqs {
+			a, err := s.commit([]*checkoutReq{req})
+			if err != nil {
+				req.done <- checkoutAnswer{err: err}
+				continue
+			}
+			req.done <- a[0]
+		}
+		return
+	}
+	for i, req := range reqs {
+		if err != nil {
+			req.done <- checkoutAnswer{err: err}
+			continue
+		}
+		req.done <- answers[i]
+	}
+}
+
+// commit runs one batch's transaction in a span under the first request,
+// linked to every request it carries.
+func (s *CartStore) commit(reqs []*checkoutReq) ([]checkoutAnswer, error) {
+	links := make([]trace.Link, 0, len(reqs))
+	for _, req := range reqs {
+		if req.link.SpanContext.IsValid() {
+			links = append(links, req.link)
+		}
+	}
+	ctx, span := batch.Start(s.tracer, "checkouts.commit", reqs[0].link.SpanContext, links,
+		trace.WithAttributes(attribute.Int("checkouts.batch_size", len(reqs))))
+	defer span.End()
+	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
+	defer cancel()
+	var answers []checkoutAnswer
+	err := s.db.transact(ctx, nil, func(tx *sql.Tx) error {
+		var err error
+		answers, err = s.decide(ctx, tx, reqs)
+		return err
+	})
+	if err != nil {
+		err = translate(err)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "checkout batch")
+		return nil, fmt.Errorf("record checkouts: %w", err)
+	}
+	return answers, nil
+}
+
+var (
+	qLockCarts = newQuery("insert", "carts", `
+INSERT INTO carts (code, sale_id, user_id)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM carts x WHERE x.code = t.c) THEN t.n ELSE t.c END, t.s, t.u
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS t(c, n, s, u)
+ORDER BY t.s, t.u
+ON CONFLICT (sale_id, user_id) WHERE state = 'open' DO UPDATE SET state = carts.state
+RETURNING code, sale_id, user_id, item_ids,
+    (SELECT items_bought FROM user_sale_counts b WHERE b.sale_id = carts.sale_id AND b.user_id = carts.user_id)`)
+	qAddToCarts = newQuery("insert", "checkout_attempts", `
+WITH added AS (
+    SELECT code, array_agg(item ORDER BY n) AS items
+    FROM unnest($6::text[], $7::bigint[]) WITH ORDINALITY AS a(code, item, n) GROUP BY code
+), carts AS (
+    UPDATE carts c SET item_ids = c.item_ids || added.items FROM added WHERE c.code = added.code
+)
+INSERT INTO checkout_attempts (sale_id, user_id, item_id, checkout_code, outcome)
+SELECT NULLIF(s, 0), u, i, NULLIF(c, ''), o
+FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(s, u, i, c, o)`)
+)
+
+// decide locks the open carts of the batch's users, decides each checkout in
+// batch order and writes the decisions.
+func (s *CartStore) decide(ctx context.Context, tx *sql.Tx, reqs []*checkoutReq) ([]checkoutAnswer, error) {
+	carts, err := s.lockCarts(ctx, tx, reqs)
+	if err != nil {
+		return nil, err
+	}
+	answers := make([]checkoutAnswer, len(reqs))
+	n := len(reqs)
+	saleIDs, userIDs, itemIDs := make([]int64, 0, n), make([]string, 0, n), make([]int64, 0, n)
+	codes, outcomes := make([]string, 0, n), make([]string, 0, n)
+	var addCodes []string
+	var addItems []int64
+	for i, req := range reqs {
+		a := req.a
+		outcome, code := a.Outcome, ""
+		if outcome == "" {
+			k := flashsale.UserKey{SaleID: a.SaleID, UserID: a.UserID}
+			c := carts[k]
+			if err := c.Add(a.ItemID, flashsale.UserCount{Bought: c.bought, Limit: a.Limit}); err != nil {
+				outcome = flashsale.ErrorCode(err)
+				answers[i].err = err
+			} else {
+				outcome, code = flashsale.OutcomeAccepted, c.Code
+				addCodes, addItems = append(addCodes, c.Code), append(addItems, a.ItemID)
+				answers[i].add = flashsale.CartAdd{Code: c.Code, ItemsCount: len(c.ItemIDs)}
+			}
+		}
+		saleIDs, userIDs, itemIDs = append(saleIDs, a.SaleID), append(userIDs, a.UserID), append(itemIDs, a.ItemID)
+		codes, outcomes = append(codes, code), append(outcomes, outcome)
+	}
+	if _, err := s.db.exec(ctx, tx, qAddToCarts, saleIDs, userIDs, itemIDs, codes, outcomes, addCodes, addItems); err != nil {
+		return nil, fmt.Errorf("add to carts: %w", err)
+	}
+	return answers, nil
+}
+
+// lockedCart is a user's open cart, locked by the batch, with what the user
+// has bought in its sale.
+type lockedCart struct {
+	flashsale.Cart
+	bought int
+}
+
+// lockCarts locks the open cart of every user of the batch's checkouts to
+// decide, opening the carts users do not have with the code the cache gave
+// out (or a fresh one, when that code names a cart already).
+func (s *CartStore) lockCarts(ctx context.Context, tx *sql.Tx, reqs []*checkoutReq) (map[flashsale.UserKey]*lockedCart, error) {
+	carts := map[flashsale.UserKey]*lockedCart{}
+	var codes, fresh, users []string
+	var sales []int64
+	for _, req := range reqs {
+		a := req.a
+		k := flashsale.UserKey{SaleID: a.SaleID, UserID: a.UserID}
+		if _, ok := carts[k]; ok || a.Outcome != "" {
+			continue
+		}
+		carts[k] = nil
+		codes, fresh, sales, users = append(codes, a.Code), append(fresh, a.NewCode), append(sales, a.SaleID), append(users, a.UserID)
+	}
+	if len(codes) == 0 {
+		return carts, nil
+	}
+	rows, err := s.db.query(ctx, tx, qLockCarts, codes, fresh, sales, users)
+	if err != nil {
+		return nil, fmt.Errorf("lock carts: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		c := &lockedCart{}
+		var items int64Array
+		var bought sql.NullInt64
+		if err := rows.Scan(&c.Code, &c.SaleID, &c.UserID, &items, &bought); err != nil {
+			return nil, fmt.Errorf("lock carts: %w", err)
+		}
+		c.ItemIDs, c.bought = slices.Clip([]int64(items)), int(bought.Int64)
+		carts[flashsale.UserKey{SaleID: c.SaleID, UserID: c.UserID}] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("lock carts: %w", err)
+	}
+	for k, c := range carts {
+		if c == nil {
+			return nil, fmt.Errorf("lock carts: no cart for user of sale %d", k.SaleID)
+		}
+	}
+	return carts, nil
+}

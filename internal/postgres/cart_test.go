@@ -1,0 +1,198 @@
+package postgres_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+)
+
+func TestCheckoutOpensAndFillsOneCart(t *testing.T) {
+	s := mustStores(t, "")
+	sale := s.mustSale(t, 10, 3)
+	code := flashsale.NewCode(sale.ID)
+	if add := s.mustCheckout(t, sale, "alice", 1, code); add.Code != code || add.ItemsCount != 1 {
+		t.Fatalf("first checkout: %+v, want the cache's code %s with 1 item", add, code)
+	}
+	// The cache may name another code (it lost the cart): the open cart wins.
+	if add := s.mustCheckout(t, sale, "alice", 2, flashsale.NewCode(sale.ID)); add.Code != code || add.ItemsCount != 2 {
+		t.Fatalf("second checkout: %+v, want cart %s with 2 items", add, code)
+	}
+	if _, err := s.checkout(t, sale, "alice", 2, code); flashsale.ErrorCode(err) != flashsale.EAlreadyInCart {
+		t.Fatalf("same item again: %v, want %s", err, flashsale.EAlreadyInCart)
+	}
+	s.mustCheckout(t, sale, "alice", 3, code)
+	if _, err := s.checkout(t, sale, "alice", 4, code); flashsale.ErrorCode(err) != flashsale.EUserLimit {
+		t.Fatalf("fourth item with a limit of 3: %v, want %s", err, flashsale.EUserLimit)
+	}
+	for query, want := range map[string]int{
+		`SELECT count(*) FROM carts`: 1,
+		`SELECT count(*) FROM checkout_attempts WHERE outcome = 'accepted' AND checkout_code IS NOT NULL`: 3,
+		`SELECT count(*) FROM checkout_attempts WHERE outcome = 'already_in_cart' AND checkout_code IS NULL`: 1,
+		`SELECT count(*) FROM checkout_attempts WHERE outcome = 'user_limit_reached'`: 1,
+	} {
+		if got := s.count(t, query); got != want {
+			t.Errorf("%s = %d, want %d", query, got, want)
+		}
+	}
+	if got := s.count(t, `SELECT count(*) FROM carts WHERE state = 'open' AND item_ids = ARRAY[$1::bigint, $2, $3]`,
+		flashsale.ItemID(sale.ID, 1), flashsale.ItemID(sale.ID, 2), flashsale.ItemID(sale.ID, 3)); got != 1 {
+		t.Errorf("the cart does not hold items 1, 2, 3 in order")
+	}
+}
+
+func TestCheckoutRecordsRefusals(t *testing.T) {
+	s := mustStores(t, "")
+	sale := s.mustSale(t, 10, 3)
+	for _, a := range []flashsale.Attempt{
+		{SaleID: sale.ID, UserID: "bob", ItemID: flashsale.ItemID(sale.ID, 1), Outcome: flashsale.EItemSold},
+		{UserID: "bob", ItemID: 42, Outcome: flashsale.EItemNotFound},
+	} {
+		if add, err := s.carts.Checkout(context.Background(), a); err != nil || add != (flashsale.CartAdd{}) {
+			t.Fatalf("refused attempt %+v: %+v, %v", a, add, err)
+		}
+	}
+	if got := s.count(t, `SELECT count(*) FROM checkout_attempts WHERE checkout_code IS NULL AND outcome IN ('item_sold', 'item_not_found')`); got != 2 {
+		t.Errorf("%d refused attempts recorded, want 2", got)
+	}
+	if got := s.count(t, `SELECT count(*) FROM carts`); got != 0 {
+		t.Errorf("%d carts opened by refused checkouts", got)
+	}
+}
+
+// TestCheckoutAfterPurchaseOpensNewCart: a cache that still names a
+// purchased cart does not put items in it: the store opens a new cart with
+// a fresh code.
+func TestCheckoutAfterPurchaseOpensNewCart(t *testing.T) {
+	s := mustStores(t, "")
+	sale := s.mustSale(t, 10, 10)
+	first := s.mustCheckout(t, sale, "carol", 1, flashsale.NewCode(sale.ID))
+	if _, err := s.purchases.Purchase(context.Background(), sale.ID, first.Code); err != nil {
+		t.Fatal(err)
+	}
+	add := s.mustCheckout(t, sale, "carol", 2, first.Code)
+	if add.Code == first.Code || add.ItemsCount != 1 {
+		t.Fatalf("checkout naming the purchased cart: %+v, want a new cart", add)
+	}
+	p, err := s.purchases.Purchase(context.Background(), sale.ID, first.Code)
+	if err != nil || !p.Replay || len(p.Result.Items) != 1 {
+		t.Fatalf("replay of the first cart: %+v, %v", p, err)
+	}
+}
+
+// TestCheckoutRacesPurchase hammers one user's cart with checkouts while it
+// is being purchased: every item acknowledged with the purchased cart's code
+// is in that cart's result, and every other acknowledged item is in a cart
+// opened after it.
+func TestCheckoutRacesPurchase(t *testing.T) {
+	s := mustStores(t, "")
+	const users, items = 20, 6
+	sale := s.mustSale(t, users*items, items)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	type ack struct {
+		user string
+		item int64
+		code string
+	}
+	var mu sync.Mutex
+	var acks []ack
+	purchased := map[string]flashsale.PurchaseResult{}
+	for u := range users {
+		user := fmt.Sprintf("u%d", u)
+		first := s.mustCheckout(t, sale, user, u*items+1, flashsale.NewCode(sale.ID))
+		mu.Lock()
+		acks = append(acks, ack{user, flashsale.ItemID(sale.ID, u*items+1), first.Code})
+		mu.Unlock()
+		wg.Add(1)
+		go func() { // the purchase, racing the checkouts below
+			defer wg.Done()
+			p, err := s.purchases.Purchase(ctx, sale.ID, first.Code)
+			if err != nil {
+				t.Errorf("purchase: %v", err)
+				return
+			}
+			mu.Lock()
+			purchased[first.Code] = p.Result
+			mu.Unlock()
+		}()
+		for i := 2; i <= items; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				add, err := s.checkout(t, sale, user, u*items+i, first.Code)
+				if err != nil {
+					t.Errorf("checkout: %v", err)
+					return
+				}
+				mu.Lock()
+				acks = append(acks, ack{user, flashsale.ItemID(sale.ID, u*items+i), add.Code})
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	lost := 0
+	for _, a := range acks {
+		res, ok := purchased[a.code]
+		if !ok {
+			// A new cart: it must hold the item, and be open.
+			if s.count(t, `SELECT count(*) FROM carts WHERE code = $1 AND state = 'open' AND $2 = ANY(item_ids)`, a.code, a.item) != 1 {
+				lost++
+			}
+			continue
+		}
+		if _, in := soldFlags(res)[a.item]; !in {
+			lost++
+		}
+	}
+	if lost > 0 {
+		t.Errorf("%d of %d acknowledged items are neither in their cart's purchase nor in an open cart", lost, len(acks))
+	}
+	if got := s.count(t, `SELECT count(*) FROM (SELECT user_id FROM carts WHERE state = 'open' GROUP BY sale_id, user_id HAVING count(*) > 1) d`); got != 0 {
+		t.Errorf("%d users with several open carts", got)
+	}
+}
+
+// TestCheckoutBatchFallsBackOneByOne: a batch the database rejects for one
+// checkout's sake is written checkout by checkout, so the others succeed.
+func TestCheckoutBatchFallsBackOneByOne(t *testing.T) {
+	s := mustStores(t, "")
+	sale := s.mustSale(t, 100, 10)
+	if _, err := s.sql.Exec(`
+CREATE FUNCTION refuse_mallory() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.user_id = 'mallory' THEN RAISE EXCEPTION 'refused'; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_mallory BEFORE INSERT ON checkout_attempts FOR EACH ROW EXECUTE FUNCTION refuse_mallory();`); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, 40)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			user := fmt.Sprintf("u%d", i)
+			if i%10 == 0 {
+				user = "mallory"
+			}
+			_, errs[i] = s.checkout(t, sale, user, i+1, flashsale.NewCode(sale.ID))
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (i%10 == 0) != (err != nil) {
+			t.Errorf("checkout %d: %v", i, err)
+		}
+	}
+	if got := s.count(t, `SELECT count(*) FROM checkout_attempts`); got != 36 {
+		t.Errorf("%d attempts recorded, want 36", got)
+	}
+	if got := s.count(t, `SELECT count(*) FROM carts WHERE user_id = 'mallory'`); got != 0 {
+		t.Errorf("the refused checkouts left %d carts", got)
+	}
+}

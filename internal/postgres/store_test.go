@@ -1,0 +1,105 @@
+package postgres_test
+
+import (
+	"context"
+	"database/sql"
+	"testing"
+	"time"
+
+	metricnoop "go.opentelemetry.io/otel/metric/noop"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+	"github.com/flashsale/flashsale/internal/postgres"
+	"github.com/flashsale/flashsale/internal/testenv"
+)
+
+// stores are the adapters under test over one fresh database.
+type stores struct {
+	url       string
+	db        *postgres.DB
+	sql       *sql.DB
+	sales     *postgres.SaleStore
+	carts     *postgres.CartStore
+	purchases *postgres.PurchaseStore
+}
+
+// mustStores opens the stores over a fresh migrated database, or over url
+// when it is not empty (a proxy in front of the test database).
+func mustStores(tb testing.TB, url string) *stores {
+	tb.Helper()
+	if url == "" {
+		url = testenv.MustDatabase(tb)
+	}
+	db, err := postgres.Open(url, postgres.Options{
+		MaxOpenConns: 8, MaxIdleConns: 8,
+		MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider(),
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	sales, err := postgres.NewSaleStore(db, metricnoop.NewMeterProvider())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	s := &stores{
+		url: url, db: db, sql: db.SQL(), sales: sales,
+		carts:     postgres.NewCartStore(db, postgres.CartStoreOptions{TracerProvider: tracenoop.NewTracerProvider()}),
+		purchases: postgres.NewPurchaseStore(db, postgres.PurchaseStoreOptions{}),
+	}
+	tb.Cleanup(func() {
+		s.carts.Close()
+		s.purchases.Close()
+		sales.Close()
+		db.Close()
+	})
+	return s
+}
+
+// mustSale creates a running sale of n items with a limit of limit per user.
+func (s *stores) mustSale(tb testing.TB, n, limit int) *flashsale.Sale {
+	tb.Helper()
+	start := time.Now().Add(-time.Minute).Truncate(time.Second)
+	sale, _, err := s.sales.CreateSale(context.Background(), flashsale.NewSale{Start: start, Duration: time.Hour, TotalItems: n, UserItemLimit: limit})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return sale
+}
+
+// checkout asks the cart store for the user's checkout of item seq, decided
+// by the store, with a code the cache would have named.
+func (s *stores) checkout(tb testing.TB, sale *flashsale.Sale, user string, seq int, code string) (flashsale.CartAdd, error) {
+	tb.Helper()
+	return s.carts.Checkout(context.Background(), flashsale.Attempt{
+		SaleID: sale.ID, UserID: user, ItemID: flashsale.ItemID(sale.ID, seq), Limit: sale.UserItemLimit,
+		Code: code, NewCode: flashsale.NewCode(sale.ID),
+	})
+}
+
+func (s *stores) mustCheckout(tb testing.TB, sale *flashsale.Sale, user string, seq int, code string) flashsale.CartAdd {
+	tb.Helper()
+	add, err := s.checkout(tb, sale, user, seq, code)
+	if err != nil {
+		tb.Fatalf("checkout of %s item %d: %v", user, seq, err)
+	}
+	return add
+}
+
+func (s *stores) count(tb testing.TB, query string, args ...any) int {
+	tb.Helper()
+	var n int
+	if err := s.sql.QueryRow(query, args...).Scan(&n); err != nil {
+		tb.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+// soldFlags returns, per item of the result, whether it was sold.
+func soldFlags(r flashsale.PurchaseResult) map[int64]bool {
+	m := map[int64]bool{}
+	for _, it := range r.Items {
+		m[it.ID] = it.Sold
+	}
+	return m
+}
