@@ -45,7 +45,11 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 
 	// Abuse limits of POST /checkout and /purchase, shared through Redis.
-	RateLimitUser  httpapi.Limit // RATE_LIMIT_USER, RATE_LIMIT_USER_BURST: per user (purchase: per code)
+	RateLimitUser httpapi.Limit // RATE_LIMIT_USER, RATE_LIMIT_USER_BURST: per user (purchase: per code)
+	// RATE_LIMIT_UNKNOWN_CODES: purchases of codes that PostgreSQL does not
+	// know either, per client address and sale (fixed window): each costs a
+	// database look-up.
+	UnknownCodes   httpapi.Limit
 	RateLimitAddr  httpapi.Limit // RATE_LIMIT_ADDR, RATE_LIMIT_ADDR_BURST: per client address
 	TrustedProxies []net.IPNet   // TRUSTED_PROXIES: whose X-Forwarded-For names the client
 }
@@ -115,6 +119,10 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	}
 	c.RateLimitUser = limitVar("RATE_LIMIT_USER", "10")
 	c.RateLimitAddr = limitVar("RATE_LIMIT_ADDR", "0")
+	c.UnknownCodes = limitVar("RATE_LIMIT_UNKNOWN_CODES", "20/m")
+	if c.UnknownCodes.Rate < 1 {
+		errs = append(errs, errors.New("RATE_LIMIT_UNKNOWN_CODES must allow at least 1 look-up"))
+	}
 	if v := getenv("TRUSTED_PROXIES"); v != "" {
 		nets, err := httpapi.ParseTrustedProxies(v)
 		if err != nil {
@@ -165,6 +173,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("shutdown_delay", c.ShutdownDelay),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("rate_limit_user", limitString(c.RateLimitUser)),
+		slog.String("rate_limit_unknown_codes", limitString(c.UnknownCodes)),
 		slog.String("rate_limit_addr", limitString(c.RateLimitAddr)),
 		slog.Int("trusted_proxies", len(c.TrustedProxies)),
 	)

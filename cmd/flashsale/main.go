@@ -78,7 +78,10 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		return err
 	}
 	defer func() { err = errors.Join(err, rc.Close()) }()
-	cache, err := redis.NewCache(rc, redis.CacheOptions{Prefix: cfg.RedisKeyPrefix, MeterProvider: tel.MeterProvider})
+	cache, err := redis.NewCache(rc, redis.CacheOptions{
+		Prefix: cfg.RedisKeyPrefix, MeterProvider: tel.MeterProvider,
+		CodeMisses: cfg.UnknownCodes.Rate, MissWindow: cfg.UnknownCodes.Period,
+	})
 	if err != nil {
 		return err
 	}

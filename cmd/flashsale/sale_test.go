@@ -178,9 +178,10 @@ func TestCheckoutRules(t *testing.T) {
 		t.Errorf("code naming no sale: %d %s", st, ec)
 	}
 	time.Sleep(time.Second) // admin sales are keyed by their start second
-	ended := MustCreateSale(t, inst.URL, 5, time.Second)
+	// A sale long enough for one checkout on a busy machine, then over.
+	ended := MustCreateSale(t, inst.URL, 5, 5*time.Second)
 	r := expect("u5", ended.ID*1_000_000+1, 200, "")
-	time.Sleep(1100 * time.Millisecond)
+	time.Sleep(time.Until(ended.EndedAt) + 100*time.Millisecond)
 	expect("u5", ended.ID*1_000_000+2, 410, "sale_ended")
 	if _, st, ec := purchase(t, inst.URL, r.Code); st != 410 || ec != "sale_ended" {
 		t.Errorf("purchase after the sale: %d %s", st, ec)

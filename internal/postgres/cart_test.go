@@ -29,9 +29,9 @@ func TestCheckoutOpensAndFillsOneCart(t *testing.T) {
 	}
 	for query, want := range map[string]int{
 		`SELECT count(*) FROM carts`: 1,
-		`SELECT count(*) FROM checkout_attempts WHERE outcome = 'accepted' AND checkout_code IS NOT NULL`: 3,
+		`SELECT count(*) FROM checkout_attempts WHERE outcome = 'accepted' AND checkout_code IS NOT NULL`:    3,
 		`SELECT count(*) FROM checkout_attempts WHERE outcome = 'already_in_cart' AND checkout_code IS NULL`: 1,
-		`SELECT count(*) FROM checkout_attempts WHERE outcome = 'user_limit_reached'`: 1,
+		`SELECT count(*) FROM checkout_attempts WHERE outcome = 'user_limit_reached'`:                        1,
 	} {
 		if got := s.count(t, query); got != want {
 			t.Errorf("%s = %d, want %d", query, got, want)

@@ -22,6 +22,7 @@ type stores struct {
 	sales     *postgres.SaleStore
 	carts     *postgres.CartStore
 	purchases *postgres.PurchaseStore
+	nsales    int
 }
 
 // mustStores opens the stores over a fresh migrated database, or over url
@@ -56,10 +57,12 @@ func mustStores(tb testing.TB, url string) *stores {
 	return s
 }
 
-// mustSale creates a running sale of n items with a limit of limit per user.
+// mustSale creates a running sale of n items with a limit of limit per user;
+// each sale of a test starts a second before the previous one.
 func (s *stores) mustSale(tb testing.TB, n, limit int) *flashsale.Sale {
 	tb.Helper()
-	start := time.Now().Add(-time.Minute).Truncate(time.Second)
+	s.nsales++
+	start := time.Now().Add(-time.Minute - time.Duration(s.nsales)*time.Second).Truncate(time.Second)
 	sale, _, err := s.sales.CreateSale(context.Background(), flashsale.NewSale{Start: start, Duration: time.Hour, TotalItems: n, UserItemLimit: limit})
 	if err != nil {
 		tb.Fatal(err)
