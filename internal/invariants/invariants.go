@@ -120,6 +120,7 @@ func Check(ctx context.Context, db *sql.DB, saleID int64) (r Report, err error) 
 		return r, fmt.Errorf("invariants: sale %d: %w", saleID, err)
 	}
 
+	var purchasesInCarts int
 	for _, q := range []struct {
 		name, sql string
 		dst       []any
@@ -130,43 +131,54 @@ func Check(ctx context.Context, db *sql.DB, saleID int64) (r Report, err error) 
 		{"users over the limit", `SELECT count(*) FROM (
 			SELECT user_id FROM purchases WHERE sale_id = $1 GROUP BY user_id
 			HAVING count(*) > (SELECT user_item_limit FROM sales WHERE id = $1)) o`, []any{&r.UsersOverLimit}},
-		{"mismatched purchases", `SELECT count(*) FROM purchases p JOIN items i ON i.id = p.item_id
-			WHERE p.sale_id = $1 AND (NOT i.sold OR i.sold_to_user_id IS DISTINCT FROM p.user_id OR i.sale_id <> p.sale_id)`,
+		// The sale's sold items only (the items_sold index): a purchase
+		// whose item is not among them is unsold or of another sale.
+		{"mismatched purchases", `SELECT count(*) FROM purchases p
+			LEFT JOIN items i ON i.id = p.item_id AND i.sale_id = $1 AND i.sold
+			WHERE p.sale_id = $1 AND (i.id IS NULL OR i.sold_to_user_id IS DISTINCT FROM p.user_id)`,
 			[]any{&r.MismatchedPurchases}},
+		// Against the sale's purchases only: a sold item whose purchase
+		// names another sale is that purchase's mismatch.
 		{"sold without purchase", `SELECT count(*) FROM items i WHERE i.sale_id = $1 AND i.sold
-			AND NOT EXISTS (SELECT 1 FROM purchases p WHERE p.item_id = i.id)`, []any{&r.SoldWithoutPurchase}},
+			AND NOT EXISTS (SELECT 1 FROM purchases p WHERE p.item_id = i.id AND p.sale_id = $1)`, []any{&r.SoldWithoutPurchase}},
 		// A full join, so that a buyer without a count row is drift too.
 		{"user count drift", `SELECT count(*) FROM
 			(SELECT user_id, count(*) AS n FROM purchases WHERE sale_id = $1 GROUP BY user_id) p
 			FULL JOIN (SELECT user_id, items_bought FROM user_sale_counts WHERE sale_id = $1) u USING (user_id)
 			WHERE coalesce(p.n, 0) <> coalesce(u.items_bought, 0)`, []any{&r.UserCountDrift}},
-		// Each cart's purchase rows are counted by code, whatever sale they
-		// name. Open carts have items_purchased = 0 (a CHECK), so a purchase
-		// row of an open cart is drift. An item of the sale is
-		// sale_id * 1,000,000 + 1 … total_items.
+		// One pass over the sale's carts, each cart's accepted checkouts and
+		// purchase rows looked up by its code (lateral, so the lookups stay
+		// index probes instead of scans of every sale's rows). Open carts
+		// have items_purchased = 0 (a CHECK), so a purchase row of an open
+		// cart is drift. An item of the sale is sale_id * 1,000,000 +
+		// 1 … total_items. The last column counts the purchase rows of the
+		// sale found in its carts: the others are outside every cart of it.
 		{"carts", `SELECT count(*), count(*) FILTER (WHERE c.state = 'purchased'),
 				coalesce(sum(cardinality(c.item_ids)), 0),
 				count(*) FILTER (WHERE c.items_purchased <> p.n
 					OR (c.state = 'purchased' AND c.items_purchased + c.items_failed <> cardinality(c.item_ids))),
 				count(*) FILTER (WHERE EXISTS (SELECT 1 FROM unnest(c.item_ids) AS i(id)
-					WHERE i.id / 1000000 <> c.sale_id OR i.id % 1000000 NOT BETWEEN 1 AND s.total_items))
+					WHERE i.id / 1000000 <> c.sale_id OR i.id % 1000000 NOT BETWEEN 1 AND s.total_items)),
+				coalesce(sum(a.n), 0), coalesce(sum(a.lost), 0), coalesce(sum(a.foreign), 0),
+				coalesce(sum(p.outside), 0), coalesce(sum(p.of_sale), 0)
 			FROM carts c JOIN sales s ON s.id = c.sale_id
-			CROSS JOIN LATERAL (SELECT count(*) AS n FROM purchases p WHERE p.checkout_code = c.code) p
+			CROSS JOIN LATERAL (SELECT count(*) AS n,
+					count(*) FILTER (WHERE p.item_id <> ALL (c.item_ids) OR p.user_id <> c.user_id OR p.sale_id <> c.sale_id) AS outside,
+					count(*) FILTER (WHERE p.sale_id = c.sale_id) AS of_sale
+				FROM purchases p WHERE p.checkout_code = c.code) p
+			CROSS JOIN LATERAL (SELECT count(*) AS n,
+					count(*) FILTER (WHERE a.item_id <> ALL (c.item_ids)) AS lost,
+					count(*) FILTER (WHERE a.user_id <> c.user_id OR a.sale_id IS DISTINCT FROM c.sale_id) AS foreign
+				FROM checkout_attempts a WHERE a.checkout_code = c.code) a
 			WHERE c.sale_id = $1`,
-			[]any{&r.Carts, &r.PurchasedCarts, &r.CartItems, &r.CartResultDrift, &r.ForeignCartItems}},
-		{"accepted checkouts", `SELECT count(*),
-				count(*) FILTER (WHERE a.item_id <> ALL (c.item_ids)),
-				count(*) FILTER (WHERE a.user_id <> c.user_id OR a.sale_id IS DISTINCT FROM c.sale_id)
-			FROM carts c JOIN checkout_attempts a ON a.checkout_code = c.code
-			WHERE c.sale_id = $1`, []any{&r.AcceptedCheckouts, &r.LostCartItems, &r.ForeignCheckouts}},
-		{"purchases outside their cart", `SELECT count(*) FROM purchases p JOIN carts c ON c.code = p.checkout_code
-			WHERE p.sale_id = $1 AND (p.item_id <> ALL (c.item_ids) OR p.user_id <> c.user_id OR c.sale_id <> p.sale_id)`,
-			[]any{&r.PurchasesOutsideCart}},
+			[]any{&r.Carts, &r.PurchasedCarts, &r.CartItems, &r.CartResultDrift, &r.ForeignCartItems,
+				&r.AcceptedCheckouts, &r.LostCartItems, &r.ForeignCheckouts, &r.PurchasesOutsideCart, &purchasesInCarts}},
 	} {
 		if err := tx.QueryRowContext(ctx, q.sql, saleID).Scan(q.dst...); err != nil {
 			return r, fmt.Errorf("invariants: sale %d: %s: %w", saleID, q.name, err)
 		}
 	}
+	r.PurchasesOutsideCart += r.Purchases - purchasesInCarts
 	r.Checks = make(map[string]int, len(checks))
 	r.Violations = []string{} // not nil: JSON shows an empty list
 	for _, c := range checks {

@@ -160,6 +160,14 @@ func TestCheckReportsBrokenSale(t *testing.T) {
 			mustExec(t, db, `UPDATE carts SET item_ids = ARRAY[$1::bigint] WHERE code = 'code-alice-1'`, item(1))
 			mustExec(t, db, `DELETE FROM checkout_attempts WHERE checkout_code = 'code-alice-1' AND item_id = $1`, item(2))
 		}, invariants.CheckPurchaseOutsideCart, "1 purchases are not of their cart"},
+		{"a purchase of the sale is in a cart of another sale", func(t *testing.T, db *sql.DB) {
+			mustExec(t, db, `INSERT INTO sales (id, started_at, ended_at, total_items, user_item_limit)
+				VALUES ($1, now() + interval '1 hour', now() + interval '2 hours', 5, 2)`, saleID+3600)
+			mustExec(t, db, `INSERT INTO carts (code, sale_id, user_id, item_ids, state, purchased_at, items_purchased)
+				VALUES ('code-bob-next', $1, 'bob', ARRAY[$2::bigint], 'purchased', now(), 1)`, saleID+3600, item(3))
+			mustExec(t, db, `UPDATE purchases SET checkout_code = 'code-bob-next' WHERE item_id = $1`, item(3))
+			mustExec(t, db, `UPDATE carts SET items_purchased = 0, items_failed = 1 WHERE code = 'code-bob-1'`)
+		}, invariants.CheckPurchaseOutsideCart, "1 purchases are not of their cart"},
 		{"a cart holds an item of another sale", func(t *testing.T, db *sql.DB) {
 			mustExec(t, db, `UPDATE carts SET item_ids = item_ids || $1::bigint WHERE code = 'code-carol'`, (saleID+3600)*1_000_000+4)
 		}, invariants.CheckCartSale, "1 carts hold an item not of the sale"},
