@@ -115,3 +115,14 @@ func TestSettlementOneInstance(t *testing.T) {
 		t.Errorf("%v proofs, %d instances exporting findings, %v contended attempts; want 1, 1, 1", proofs, exporting, contended)
 	}
 }
+
+func TestSettlementIntervalConfig(t *testing.T) {
+	cfg, err := loadConfig(func(string) string { return "" })
+	if err != nil || cfg.SettlementInterval != time.Minute {
+		t.Errorf("default: %v, %v; want 1m", cfg.SettlementInterval, err)
+	}
+	_, err = loadConfig(func(k string) string { return map[string]string{"SETTLEMENT_INTERVAL": "10ms"}[k] })
+	if err == nil || !strings.Contains(err.Error(), "SETTLEMENT_INTERVAL must be a duration of at least 100ms") {
+		t.Errorf("SETTLEMENT_INTERVAL=10ms: %v", err)
+	}
+}
