@@ -42,6 +42,10 @@ type SettlerOptions struct {
 	Logger        *slog.Logger
 }
 
+// proofTimeout bounds one Settle: a database that stalls delays the next
+// proof, it does not pile proofs up.
+const proofTimeout = 30 * time.Second
+
 // finalLockTTL is how long the lock of a sale's final proof is kept: the
 // final proof happens once per deployment for that long.
 const finalLockTTL = 24 * time.Hour
@@ -180,7 +184,10 @@ func (s *Settler) Run(ctx context.Context) {
 // Interval and is not released, so the deployment proves it about once per
 // Interval, mostly on the same instance; a final proof's lock lasts a day.
 // When the lock cannot be taken (Redis down) the instance proves anyway.
+// One Settle takes at most 30 s.
 func (s *Settler) Settle(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, proofTimeout)
+	defer cancel()
 	rows, err := s.db.QueryContext(ctx, `
 		(SELECT id, false FROM sales WHERE started_at <= now() AND ended_at > now() ORDER BY started_at DESC LIMIT 4)
 		UNION ALL
