@@ -40,6 +40,10 @@ type Config struct {
 	ShutdownDelay   time.Duration // SHUTDOWN_DELAY: /readyz answers 503 this long before the listener closes
 	LogLevel        slog.Level    // LOG_LEVEL
 
+	// SETTLEMENT_INTERVAL: how often the running sale's guarantees are
+	// proven from PostgreSQL (by one instance of the deployment).
+	SettlementInterval time.Duration
+
 	// READ_HEADER_TIMEOUT: how long a client may take to send a request's
 	// header before the connection is closed (slow-header clients).
 	ReadHeaderTimeout time.Duration
@@ -101,6 +105,8 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		RequestTimeout:  durVar("REQUEST_TIMEOUT", 10*time.Second, 100*time.Millisecond),
 		ShutdownTimeout: durVar("SHUTDOWN_TIMEOUT", 20*time.Second, time.Second),
 		ShutdownDelay:   durVar("SHUTDOWN_DELAY", 5*time.Second, 0),
+
+		SettlementInterval: durVar("SETTLEMENT_INTERVAL", time.Minute, 100*time.Millisecond),
 
 		ReadHeaderTimeout: durVar("READ_HEADER_TIMEOUT", 5*time.Second, 100*time.Millisecond),
 	}
@@ -171,6 +177,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("request_timeout", c.RequestTimeout),
 		slog.Duration("shutdown_timeout", c.ShutdownTimeout),
 		slog.Duration("shutdown_delay", c.ShutdownDelay),
+		slog.Duration("settlement_interval", c.SettlementInterval),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("rate_limit_user", limitString(c.RateLimitUser)),
 		slog.String("rate_limit_unknown_codes", limitString(c.UnknownCodes)),

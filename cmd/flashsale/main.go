@@ -14,11 +14,13 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
 	"github.com/flashsale/flashsale/internal/httpapi"
+	"github.com/flashsale/flashsale/internal/invariants"
 	"github.com/flashsale/flashsale/internal/postgres"
 	"github.com/flashsale/flashsale/internal/redis"
 	"github.com/flashsale/flashsale/internal/telemetry"
@@ -96,6 +98,19 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	purchases := postgres.NewPurchaseStore(db, postgres.PurchaseStoreOptions{
 		MaxBatch: cfg.PurchaseBatch, Writers: cfg.PurchaseWriters, TracerProvider: tel.TracerProvider, Logger: log,
 	})
+	// The settlement proof: one instance per sale and period, by the lock.
+	settleLock, err := redis.NewSettlementLock(rc, cfg.RedisKeyPrefix, tel.MeterProvider)
+	if err != nil {
+		return err
+	}
+	settler, err := invariants.NewSettler(db.SQL(), invariants.SettlerOptions{
+		Interval: cfg.SettlementInterval, Hold: cfg.SaleDuration, Locker: settleLock,
+		MeterProvider: tel.MeterProvider, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, settler.Close()) }()
 	svc := flashsale.NewService(flashsale.Config{
 		SaleItems: cfg.SaleItems, SaleDuration: cfg.SaleDuration, UserItemLimit: cfg.UserItemLimit,
 	}, sales, purchases, carts, cache, log)
@@ -177,8 +192,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 			return
 		}
 		ready.set(nil)
-		// The scheduler's clock checks every few seconds are not traced.
+		// The scheduler's clock checks every few seconds and the
+		// settlement proofs are not traced.
+		var wg sync.WaitGroup
+		wg.Go(func() { settler.Run(telemetry.Untraced(bg)) })
 		svc.RunScheduler(telemetry.Untraced(bg))
+		wg.Wait()
 	}()
 
 	drain := cfg.ShutdownDelay

@@ -95,7 +95,8 @@
 //	                           more sold than the sale holds
 //	invariants                 null without -database-url; else result (PASS, FAIL,
 //	                           ERROR), error, check: the counts of
-//	                           internal/invariants.Report and its violations[]
+//	                           internal/invariants.Report, checks{} (each check's
+//	                           breaches, 0 when it holds) and its violations[]
 //	timeline[]                 one entry per second: t, requests and p50_ms, p99_ms
 //	                           by endpoint, errors (5xx and no answer), items_sold
 //	                           (null when not read in that second)
