@@ -1,5 +1,6 @@
 // Package invariants checks a sale's guarantees in PostgreSQL, the source of
-// truth: no oversell, no item sold twice, no user over the limit, and every
+// truth: no oversell, no item sold twice, no user over the limit, every item
+// accepted into a cart accounted for in that cart's purchase, and every
 // record of a sale agreeing with the others. End-to-end tests and the load
 // generator call it after driving a sale.
 package invariants
@@ -31,6 +32,11 @@ type Report struct {
 	MismatchedPurchases int `json:"mismatched_purchases"` // purchases whose item is unsold, sold to another user or of another sale
 	SoldWithoutPurchase int `json:"sold_without_purchase"`
 	UserCountDrift      int `json:"user_count_drift"` // users whose user_sale_counts row disagrees with their purchases
+	// UnaccountedCartItems counts accepted checkouts into a purchased cart
+	// whose item is not in that cart's stored purchase result (neither sold
+	// nor failed): an item the buyer was told is in the cart, and the
+	// purchase of the cart never mentions.
+	UnaccountedCartItems int `json:"unaccounted_cart_items"`
 
 	// Violations describes each broken guarantee in a sentence; empty when
 	// the sale is consistent.
@@ -82,6 +88,11 @@ func Check(ctx context.Context, db *sql.DB, saleID int64) (r Report, err error) 
 			(SELECT user_id, count(*) AS n FROM purchases WHERE sale_id = $1 GROUP BY user_id) p
 			FULL JOIN (SELECT user_id, items_bought FROM user_sale_counts WHERE sale_id = $1) u USING (user_id)
 			WHERE coalesce(p.n, 0) <> coalesce(u.items_bought, 0)`, []any{&r.UserCountDrift}},
+		{"unaccounted cart items", `SELECT count(*) FROM checkout_attempts a
+			JOIN cart_purchases c ON c.checkout_code = a.checkout_code
+			WHERE a.sale_id = $1 AND a.outcome = 'accepted' AND c.result IS NOT NULL
+			AND NOT EXISTS (SELECT 1 FROM jsonb_array_elements(c.result->'items') e
+				WHERE (e->>'id')::bigint = a.item_id)`, []any{&r.UnaccountedCartItems}},
 	} {
 		if err := tx.QueryRowContext(ctx, q.sql, saleID).Scan(q.dst...); err != nil {
 			return r, fmt.Errorf("invariants: sale %d: %s: %w", saleID, q.name, err)
@@ -115,6 +126,9 @@ func (r Report) violations() []string {
 	}
 	if r.UserCountDrift > 0 {
 		add("%d users' user_sale_counts disagree with their purchases", r.UserCountDrift)
+	}
+	if r.UnaccountedCartItems > 0 {
+		add("%d checkouts accepted into a purchased cart are not in its purchase result", r.UnaccountedCartItems)
 	}
 	return v
 }

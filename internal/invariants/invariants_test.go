@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -112,6 +113,14 @@ func TestCheckReportsBrokenSale(t *testing.T) {
 		{"a count row is over its purchases", func(t *testing.T, db *sql.DB) {
 			mustExec(t, db, `UPDATE user_sale_counts SET items_bought = 2 WHERE user_id = 'bob'`)
 		}, "1 users' user_sale_counts disagree with their purchases"},
+		{"an item accepted into a purchased cart is not in its result", func(t *testing.T, db *sql.DB) {
+			// bob's cart held items 3 (sold) and 4 (failed); item 5 was
+			// accepted into it too, and its purchase never mentions it.
+			mustExec(t, db, `INSERT INTO checkout_attempts (sale_id, user_id, item_id, checkout_code, outcome)
+				SELECT $1, 'bob', unnest($2::bigint[]), 'code-bob-1', 'accepted'`, saleID, []int64{item(3), item(4), item(5)})
+			mustExec(t, db, `UPDATE cart_purchases SET items_failed = 1, result = $2::jsonb WHERE checkout_code = $1`, "code-bob-1",
+				fmt.Sprintf(`{"success":true,"items":[{"id":%d,"name":"item 3","sold":true},{"id":%d,"name":"item 4","sold":false}],"total_purchased":1,"failed_count":1}`, item(3), item(4)))
+		}, "1 checkouts accepted into a purchased cart are not in its purchase result"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := mustSale(t, 5, 2)
