@@ -358,6 +358,7 @@ func (h *history) operations() (ops []porcupine.Operation, orphans int, problems
 		}
 		owner[code] = op.User
 	}
+	seen := traces(all, owner)
 	for _, op := range all {
 		in := cartInput{User: op.User, Purchase: op.Purchase, Item: op.Item, Code: op.Code}
 		if op.Purchase {
@@ -370,6 +371,10 @@ func (h *history) operations() (ops []porcupine.Operation, orphans int, problems
 		}
 		e, bounded := classify(op.Answer)
 		out := cartOutput{Effect: e, Label: op.Answer.label()}
+		if e == effectMaybe && !op.Purchase && seen[in.User].invisible(op.Item) {
+			e, bounded, out.Effect = effectNone, true, effectNone
+			out.Label += " (no trace: no effect)"
+		}
 		switch {
 		case e == effectNone:
 			out.Err = op.Answer.Code
@@ -391,6 +396,55 @@ func (h *history) operations() (ops []porcupine.Operation, orphans int, problems
 		})
 	}
 	return ops, orphans, problems
+}
+
+// trace is what a user's answers show of the items in their carts.
+type trace struct {
+	items map[int64]bool // in a purchase answered 200, or answered already_in_cart
+	open  bool           // a code a checkout was answered with has no purchase answered 200
+}
+
+// invisible reports whether a checkout of item of unknown effect left no
+// trace in the user's answers: the item is in no purchase result and was
+// never answered already_in_cart, and every cart a checkout named was
+// purchased with a 200. Had it added the item to a cart, that cart would
+// be named by a later answer and its purchase would list the item; so the
+// only states it can have led to are ones no answer tells apart from no
+// effect. Checking it as a refusal keeps the search small: without this,
+// every such request (a user meets dozens while PostgreSQL is down) could
+// take effect at any later point, and the check's work grows exponentially
+// with their number.
+func (t *trace) invisible(item int64) bool { return t == nil || !t.open && !t.items[item] }
+
+// traces gathers each user's trace.
+func traces(ops []histOp, owner map[string]string) map[string]*trace {
+	out := map[string]*trace{}
+	get := func(user string) *trace {
+		if out[user] == nil {
+			out[user] = &trace{items: map[int64]bool{}}
+		}
+		return out[user]
+	}
+	purchased := map[string]bool{}
+	for _, op := range ops {
+		switch {
+		case op.Purchase && op.Answer.ok():
+			purchased[op.Code] = true
+			if u, ok := owner[op.Code]; ok {
+				for _, it := range op.Result.Items {
+					get(u).items[it.ID] = true
+				}
+			}
+		case !op.Purchase && op.Answer.Code == "already_in_cart":
+			get(op.User).items[op.Item] = true
+		}
+	}
+	for code, u := range owner {
+		if !purchased[code] {
+			get(u).open = true
+		}
+	}
+	return out
 }
 
 // lanes gives each operation of one user a client lane of the
@@ -568,6 +622,12 @@ func TestCartModel(t *testing.T) {
 		{"a 503 checkout may have opened the cart a later checkout names", []histOp{
 			checkout(0, 1, 1, unavailable, "", 0), checkout(2, 3, 2, ok, "A", 2), purchase(4, 5, "A", ok, 1, 2),
 		}, true},
+		{"a 503 checkout counted in a cart not purchased yet", []histOp{
+			checkout(0, 1, 1, ok, "A", 1), checkout(2, 3, 2, unavailable, "", 0), checkout(4, 5, 3, ok, "A", 3),
+		}, true},
+		{"a 503 checkout counted, but not in the purchase", []histOp{
+			checkout(0, 1, 1, ok, "A", 1), checkout(2, 3, 2, unavailable, "", 0), checkout(4, 5, 3, ok, "A", 3), purchase(6, 7, "A", ok, 1, 3),
+		}, false},
 		{"a timed-out purchase may have happened, and its replay shows it", []histOp{
 			checkout(0, 1, 1, ok, "A", 1), purchase(2, 3, "A", answer{Code: codeTimeout}),
 			checkout(4, 5, 2, ok, "B", 1), purchase(6, 7, "A", ok, 1),
