@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -620,21 +622,27 @@ func (cr *crowd) raceCheckout(b *buyer, cart string, item int64) {
 // raceFigures counts what the racing checkouts were answered.
 type raceFigures struct {
 	Tried, IntoCart, Lost, Unresolved, NewCart, Refused int
+	Refusals                                            map[string]int // answer label -> count
 }
 
 func (r raceFigures) String() string {
-	return fmt.Sprintf("%d tried; %d answered 200 with the code being purchased, of which %d lost (not in that purchase's result) and %d whose purchase no 200 answered; %d answered with a new code; %d refused or unanswered",
-		r.Tried, r.IntoCart, r.Lost, r.Unresolved, r.NewCart, r.Refused)
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(r.Refusals)) {
+		parts = append(parts, fmt.Sprintf("%s:%d", k, r.Refusals[k]))
+	}
+	return fmt.Sprintf("%d tried; %d answered 200 with the code being purchased, of which %d lost (not in that purchase's result) and %d whose purchase no 200 answered; %d answered with a new code; %d refused or unanswered {%s}",
+		r.Tried, r.IntoCart, r.Lost, r.Unresolved, r.NewCart, r.Refused, strings.Join(parts, ", "))
 }
 
 // raceFigures counts the racing checkouts' answers. Call with l.mu held.
 func (l *ledger) raceFigures() raceFigures {
-	var f raceFigures
+	f := raceFigures{Refusals: map[string]int{}}
 	for _, r := range l.races {
 		f.Tried++
 		switch {
 		case !r.a.ok():
 			f.Refused++
+			f.Refusals[r.a.label()]++
 		case r.out.Code != r.cart:
 			f.NewCart++
 		default:
@@ -812,8 +820,7 @@ func checkSale(t *testing.T, db *sql.DB, saleID int64, led *ledger, soldOut bool
 	if lostAcks > 5 {
 		t.Errorf("... %d acknowledged items missing from their cart's purchase result in all", lostAcks)
 	}
-	rs := led.raceFigures()
-	t.Logf("racing checkouts (sent while the buyer's purchase of the cart was in flight): %s", rs)
+	t.Logf("racing checkouts (sent while the buyer's purchase of the cart was in flight): %s", led.raceFigures())
 
 	soldTo := map[int64]string{}
 	r, err = db.QueryContext(ctx, `SELECT item_id, checkout_code FROM purchases WHERE sale_id = $1`, saleID)
