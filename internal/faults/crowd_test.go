@@ -8,11 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -115,11 +118,13 @@ func (r *recorder) recovery(t time.Time, target string) (time.Duration, bool) {
 	return first.Sub(t), !first.IsZero()
 }
 
-// client speaks the API to one of several instances.
+// client speaks the API to one of several instances, and records every
+// answer and, for the history check, every checkout and purchase.
 type client struct {
 	targets []string
 	hc      *http.Client
 	rec     *recorder
+	hist    *history
 }
 
 // newClient returns a client whose requests time out after timeout: an
@@ -137,15 +142,16 @@ func newClient(targets []string, timeout time.Duration) *client {
 				DisableCompression:  true,
 			},
 		},
-		rec: &recorder{},
+		rec:  &recorder{},
+		hist: newHistory(),
 	}
 }
 
 func (c *client) close() { c.hc.CloseIdleConnections() }
 
 // do sends a request to target i and decodes a 2xx answer into out.
-func (c *client) do(i int, ep, method, path string, out any) answer {
-	a := answer{Start: time.Now(), Target: c.targets[i], Endpoint: ep}
+func (c *client) do(i int, ep, method, path string, out any) (a answer) {
+	a = answer{Start: time.Now(), Target: c.targets[i], Endpoint: ep}
 	defer func() {
 		a.End = time.Now()
 		c.rec.add(a)
@@ -192,24 +198,33 @@ type checkoutAnswer struct {
 }
 
 type purchaseAnswer struct {
-	Success bool `json:"success"`
-	Items   []struct {
-		ID   int64 `json:"id"`
-		Sold bool  `json:"sold"`
-	} `json:"items"`
-	TotalPurchased int `json:"total_purchased"`
-	FailedCount    int `json:"failed_count"`
+	Success        bool            `json:"success"`
+	Items          []purchasedItem `json:"items"`
+	TotalPurchased int             `json:"total_purchased"`
+	FailedCount    int             `json:"failed_count"`
+}
+
+type purchasedItem struct {
+	ID   int64 `json:"id"`
+	Sold bool  `json:"sold"`
+}
+
+// has reports whether the result lists item, sold or failed.
+func (p purchaseAnswer) has(item int64) bool {
+	return slices.ContainsFunc(p.Items, func(it purchasedItem) bool { return it.ID == item })
 }
 
 func (c *client) checkout(i int, user string, item int64) (checkoutAnswer, answer) {
 	var out checkoutAnswer
 	a := c.do(i, "checkout", http.MethodPost, "/checkout?user_id="+url.QueryEscape(user)+"&id="+strconv.FormatInt(item, 10), &out)
+	c.hist.add(histOp{User: user, Item: item, Answer: a, Checkout: out})
 	return out, a
 }
 
 func (c *client) purchase(i int, code string) (purchaseAnswer, answer) {
 	var out purchaseAnswer
 	a := c.do(i, "purchase", http.MethodPost, "/purchase?code="+url.QueryEscape(code), &out)
+	c.hist.add(histOp{Purchase: true, Code: code, Answer: a, Result: out})
 	return out, a
 }
 
@@ -224,6 +239,22 @@ type ledger struct {
 	purchases         map[string]purchaseAnswer // code -> its first 200 answer
 	sold              int                       // items 200 purchases reported sold
 	problems          []string                  // answers that contradict each other
+	races             []race                    // checkouts sent while their cart's purchase was in flight
+}
+
+// race is a checkout a buyer sent while its purchase of cart was in flight,
+// as a second tab or a double click does.
+type race struct {
+	cart string
+	item int64
+	out  checkoutAnswer
+	a    answer
+}
+
+func (l *ledger) raced(r race) {
+	l.mu.Lock()
+	l.races = append(l.races, r)
+	l.mu.Unlock()
 }
 
 func newLedger() *ledger {
@@ -328,10 +359,12 @@ func (p *pool) remove(id int64) int {
 	return len(p.ids)
 }
 
-// Flash-crowd behaviour, as cmd/loadgen's flash profile.
+// Flash-crowd behaviour, as cmd/loadgen's flash profile, and buyers who race
+// their own purchases.
 const (
 	wantMax      = 14  // each buyer wants 1 to 14 items: above the limit of 10 for some
 	doubleFire   = 0.1 // share of purchases fired twice at once
+	raceShare    = 0.2 // share of purchases during which the buyer checks out one more item, through another instance when there are several
 	maxFailures  = 10  // unexpected answers in a row before a buyer gives up
 	buyAttempts  = 5   // tries of one purchase while the answers are retryable
 	maxRetryWait = time.Second
@@ -446,11 +479,11 @@ func (cr *crowd) user(n int) {
 	failedBuys := 0
 	for bought := 0; bought < want && !cr.stopped() && failedBuys < 3; {
 		b.home = b.rng.IntN(len(cr.c.targets)) // each cart through a fresh choice
-		code := cr.fillCart(b, want-bought)
+		code, inCart := cr.fillCart(b, want-bought)
 		if code == "" {
 			return
 		}
-		n, ok := cr.buy(b, code)
+		n, ok := cr.buy(b, code, inCart)
 		if !ok {
 			failedBuys++
 		}
@@ -459,13 +492,13 @@ func (cr *crowd) user(n int) {
 }
 
 // fillCart checks out up to k random unsold items and returns the cart's
-// code, "" when nothing was added.
-func (cr *crowd) fillCart(b *buyer, k int) (code string) {
-	inCart := map[int64]bool{}
+// code, "" when nothing was added, and the items in it.
+func (cr *crowd) fillCart(b *buyer, k int) (code string, inCart map[int64]bool) {
+	inCart = map[int64]bool{}
 	for failures, draws := 0, 0; len(inCart) < k && failures < maxFailures && !cr.stopped(); draws++ {
 		item, ok := cr.pool.pick(b.rng)
 		if !ok || draws > 64*k {
-			return code
+			return code, inCart
 		}
 		if inCart[item] {
 			continue
@@ -480,14 +513,14 @@ func (cr *crowd) fillCart(b *buyer, k int) (code string) {
 		case a.Code == "already_in_cart":
 			inCart[item] = true
 		case a.Code == "user_limit_reached", a.Code == "sale_ended":
-			return code
+			return code, inCart
 		default:
 			failures++
 			cr.failover(b, a)
 			cr.pause(retryWait(a))
 		}
 	}
-	return code
+	return code, inCart
 }
 
 func (cr *crowd) itemSold(id int64) {
@@ -500,17 +533,25 @@ func (cr *crowd) itemSold(id int64) {
 	}
 }
 
-// buy purchases code (sometimes fired twice at once), retrying retryable
-// answers; it returns the items sold and whether a 200 came back.
-func (cr *crowd) buy(b *buyer, code string) (int, bool) {
+// buy purchases code (sometimes fired twice at once, sometimes while the
+// buyer checks out one more item), retrying retryable answers; it returns
+// the items sold and whether a 200 came back.
+func (cr *crowd) buy(b *buyer, code string, inCart map[int64]bool) (int, bool) {
 	fires := 1
 	if b.rng.Float64() < doubleFire {
 		fires = 2
 	}
+	racing := b.rng.Float64() < raceShare
 	for range buyAttempts {
 		outs := make([]purchaseAnswer, fires)
 		as := make([]answer, fires)
 		var wg sync.WaitGroup
+		if racing {
+			racing = false
+			if item, ok := cr.pickNew(b, inCart); ok {
+				wg.Go(func() { cr.raceCheckout(b, code, item) })
+			}
+		}
 		for i := range fires {
 			wg.Go(func() { outs[i], as[i] = cr.c.purchase(b.home, code) })
 		}
@@ -548,6 +589,72 @@ func (cr *crowd) buy(b *buyer, code string) (int, bool) {
 		time.Sleep(wait)
 	}
 	return 0, false
+}
+
+// pickNew picks an item the crowd believes unsold that is not in the cart.
+func (cr *crowd) pickNew(b *buyer, inCart map[int64]bool) (int64, bool) {
+	for range 64 {
+		item, ok := cr.pool.pick(b.rng)
+		if !ok {
+			return 0, false
+		}
+		if !inCart[item] {
+			return item, true
+		}
+	}
+	return 0, false
+}
+
+// raceCheckout checks out item while the buyer's purchase of cart is in
+// flight, through the next instance: a second tab behind a load balancer.
+// Answered 200 with cart's code, the item must be in cart's purchase
+// result; answered with a new code, it is in a new cart.
+func (cr *crowd) raceCheckout(b *buyer, cart string, item int64) {
+	target := (b.home + 1) % len(cr.c.targets)
+	out, a := cr.c.checkout(target, b.id, item)
+	cr.led.checkedOut(item, out, a)
+	cr.led.raced(race{cart: cart, item: item, out: out, a: a})
+	if a.Code == "item_sold" {
+		cr.itemSold(item)
+	}
+}
+
+// raceFigures counts what the racing checkouts were answered.
+type raceFigures struct {
+	Tried, IntoCart, Lost, Unresolved, NewCart, Refused int
+	Refusals                                            map[string]int // answer label -> count
+}
+
+func (r raceFigures) String() string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(r.Refusals)) {
+		parts = append(parts, fmt.Sprintf("%s:%d", k, r.Refusals[k]))
+	}
+	return fmt.Sprintf("%d tried; %d answered 200 with the code being purchased, of which %d lost (not in that purchase's result) and %d whose purchase no 200 answered; %d answered with a new code; %d refused or unanswered {%s}",
+		r.Tried, r.IntoCart, r.Lost, r.Unresolved, r.NewCart, r.Refused, strings.Join(parts, ", "))
+}
+
+// raceFigures counts the racing checkouts' answers. Call with l.mu held.
+func (l *ledger) raceFigures() raceFigures {
+	f := raceFigures{Refusals: map[string]int{}}
+	for _, r := range l.races {
+		f.Tried++
+		switch {
+		case !r.a.ok():
+			f.Refused++
+			f.Refusals[r.a.label()]++
+		case r.out.Code != r.cart:
+			f.NewCart++
+		default:
+			f.IntoCart++
+			if p, ok := l.purchases[r.cart]; !ok {
+				f.Unresolved++
+			} else if !p.has(r.item) {
+				f.Lost++
+			}
+		}
+	}
+	return f
 }
 
 // sweep buys every item PostgreSQL says is unsold with fresh users, ten
@@ -695,6 +802,25 @@ func checkSale(t *testing.T, db *sql.DB, saleID int64, led *ledger, soldOut bool
 			}
 		}
 	}
+
+	lostAcks := 0
+	for code, items := range led.accepted {
+		p, ok := led.purchases[code]
+		if !ok {
+			continue
+		}
+		for item := range items {
+			if !p.has(item) {
+				if lostAcks++; lostAcks <= 5 {
+					t.Errorf("item %d was acknowledged into cart %s, and the purchase of %s does not list it (sold or failed): %+v", item, code, code, p)
+				}
+			}
+		}
+	}
+	if lostAcks > 5 {
+		t.Errorf("... %d acknowledged items missing from their cart's purchase result in all", lostAcks)
+	}
+	t.Logf("racing checkouts (sent while the buyer's purchase of the cart was in flight): %s", led.raceFigures())
 
 	soldTo := map[int64]string{}
 	r, err = db.QueryContext(ctx, `SELECT item_id, checkout_code FROM purchases WHERE sale_id = $1`, saleID)

@@ -197,6 +197,7 @@ func TestKillOneOfThreeInstances(t *testing.T) {
 	}
 	checkAnswers(t, d.c.rec, hangBound)
 	checkSale(t, mustSQL(t, dbURL), d.saleID, d.led, true)
+	checkHistory(t, d.c.hist)
 	ghosts := staleInRedis(t, mustSQL(t, dbURL), testenv.MustRedisClient(t, redisURL), prefix, d.saleID)
 	t.Logf("items sold in PostgreSQL that Redis still holds unsold (their seller was killed before recording the sale in Redis): %d", ghosts)
 }
@@ -282,6 +283,7 @@ func TestRedisFlushAndRestart(t *testing.T) {
 	}
 	checkAnswers(t, d.c.rec, hangBound)
 	checkSale(t, mustSQL(t, dbURL), d.saleID, d.led, true)
+	checkHistory(t, d.c.hist)
 }
 
 // Scenario 3: PostgreSQL crashes (immediate shutdown) mid-crowd and comes
@@ -352,6 +354,7 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	checkAnswers(t, d.c.rec, hangBound)
 	checkSale(t, mustSQL(t, dbURL), d.saleID, d.led, true)
+	checkHistory(t, d.c.hist)
 }
 
 // Scenario 4: PostgreSQL and Redis behind a proxy that first adds latency,
@@ -443,6 +446,7 @@ func TestSlowDependencies(t *testing.T) {
 		slowest.Endpoint, slowest.Status, slowest.Code, slowest.End.Sub(slowest.Start).Round(time.Millisecond), requestTimeout, bound)
 	checkAnswers(t, d.c.rec, hangBound)
 	checkSale(t, mustSQL(t, dbURL), d.saleID, d.led, true)
+	checkHistory(t, d.c.hist)
 
 	// Idle again: the client's connections closed, the pools return to
 	// idle and the goroutines to the baseline.
@@ -552,6 +556,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 	s.report(t)
 	checkAnswers(t, d.c.rec, hangBound)
 	checkSale(t, mustSQL(t, dbURL), d.saleID, d.led, true)
+	checkHistory(t, d.c.hist)
 }
 
 // Scenario 6: far more concurrent clients than the service can serve, each
@@ -674,4 +679,5 @@ func TestOverload(t *testing.T) {
 	checkAnswers(t, hammer.rec, queueWait+requestTimeout+hangBound)
 	checkAnswers(t, d.c.rec, queueWait+requestTimeout+hangBound)
 	checkSale(t, mustSQL(t, dbURL), d.saleID, d.led, true)
+	checkHistory(t, d.c.hist)
 }

@@ -11,9 +11,12 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Private servers: a PostgreSQL cluster or a Redis server of the test's own,
@@ -67,7 +70,9 @@ func WaitTCP(addr string, timeout time.Duration) error {
 }
 
 // RedisServer is a private redis-server without persistence: a restart
-// starts it empty, as a crashed cache node comes back.
+// starts it empty, as a crashed cache node comes back. Snapshot and
+// StartFrom take it back in time instead, as a failover to a replica that
+// lagged.
 type RedisServer struct {
 	Port int
 	bin  string
@@ -143,6 +148,96 @@ func (s *RedisServer) Kill() {
 
 // Log is the server's output.
 func (s *RedisServer) Log() string { return s.log.String() }
+
+// Snapshot writes the dataset to an RDB file in the background (BGSAVE), as
+// Redis persistence or a replica's copy would, waits until the file is
+// complete, and returns its path. The server keeps serving meanwhile; a
+// plain Start still starts it empty.
+func (s *RedisServer) Snapshot(ctx context.Context) (string, error) {
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	defer rdb.Close()
+	saves := func() (n int, busy bool, err error) {
+		info, err := rdb.Info(ctx, "persistence").Result()
+		if err != nil {
+			return 0, false, err
+		}
+		for line := range strings.Lines(info) {
+			k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+			switch k {
+			case "rdb_saves":
+				n, _ = strconv.Atoi(v)
+			case "rdb_bgsave_in_progress":
+				busy = v == "1"
+			}
+		}
+		return n, busy, nil
+	}
+	before, _, err := saves()
+	if err != nil {
+		return "", fmt.Errorf("redis snapshot: %w", err)
+	}
+	if err := rdb.BgSave(ctx).Err(); err != nil {
+		return "", fmt.Errorf("redis snapshot: BGSAVE: %w", err)
+	}
+	for {
+		n, busy, err := saves()
+		if err != nil {
+			return "", fmt.Errorf("redis snapshot: %w", err)
+		}
+		if n > before && !busy {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("redis snapshot: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if st, err := rdb.Info(ctx, "persistence").Result(); err != nil || !strings.Contains(st, "rdb_last_bgsave_status:ok") {
+		return "", fmt.Errorf("redis snapshot: BGSAVE failed (%v)\n%s", err, s.Log())
+	}
+	// Out of the way of the next start, which loads dump.rdb when it exists.
+	path := filepath.Join(s.dir, fmt.Sprintf("snapshot-%d.rdb", time.Now().UnixNano()))
+	if err := os.Rename(filepath.Join(s.dir, "dump.rdb"), path); err != nil {
+		return "", fmt.Errorf("redis snapshot: %w", err)
+	}
+	return path, nil
+}
+
+// StartFrom starts the stopped server with the dataset of snapshot (a path
+// Snapshot returned) and waits until it has loaded it.
+func (s *RedisServer) StartFrom(ctx context.Context, snapshot string) error {
+	raw, err := os.ReadFile(snapshot)
+	if err != nil {
+		return fmt.Errorf("redis start from snapshot: %w", err)
+	}
+	dump := filepath.Join(s.dir, "dump.rdb")
+	if err := os.WriteFile(dump, raw, 0o600); err != nil {
+		return fmt.Errorf("redis start from snapshot: %w", err)
+	}
+	// Loaded at start: a later restart starts empty again.
+	defer os.Remove(dump)
+	if err := s.Start(); err != nil {
+		return err
+	}
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr()})
+	defer rdb.Close()
+	// A loading server accepts connections and answers LOADING.
+	for {
+		err := rdb.Ping(ctx).Err()
+		if err == nil {
+			return nil
+		}
+		if !strings.HasPrefix(err.Error(), "LOADING") {
+			return fmt.Errorf("redis start from snapshot: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("redis start from snapshot: %w", ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
 
 // PostgresServer is a private PostgreSQL 15 cluster with trust
 // authentication on loopback. Superuser "postgres"; the database

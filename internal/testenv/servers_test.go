@@ -30,6 +30,38 @@ func TestPrivateRedis(t *testing.T) {
 	}
 }
 
+// TestRedisSnapshot checks that a private Redis started from a snapshot
+// holds the data of the moment of the snapshot, not what was written after.
+func TestRedisSnapshot(t *testing.T) {
+	rs := StartRedis(t)
+	rdb := MustRedisClient(t, rs.URL())
+	ctx := context.Background()
+	if err := rdb.Set(ctx, "k", "before", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := rs.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, "k", "after", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	rs.Kill()
+	if err := rs.StartFrom(ctx, snap); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := rdb.Get(ctx, "k").Result(); err != nil || v != "before" {
+		t.Fatalf("GET k after a start from the snapshot: %q, %v; want \"before\"", v, err)
+	}
+	rs.Kill()
+	if err := rs.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Get(ctx, "k").Err(); !errors.Is(err, redis.Nil) {
+		t.Fatalf("GET k after a plain restart: %v, want redis.Nil", err)
+	}
+}
+
 // TestPrivatePostgres checks that a private cluster serves the flashsale
 // database, refuses connections while stopped, and keeps committed rows
 // across a crash (immediate stop) and restart.
