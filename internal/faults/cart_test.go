@@ -2,16 +2,12 @@ package faults
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flashsale/flashsale/internal/testenv"
-	"github.com/redis/go-redis/v9"
 )
 
 // The cart guarantee: an item acknowledged into a cart is in that cart's
@@ -48,17 +44,10 @@ func TestRacingCheckouts(t *testing.T) {
 	checkHistory(t, d.c.hist)
 }
 
-// loadGrace is how long after the sale's Redis state was loaded the service
-// checks codes that state does not know against PostgreSQL
-// (internal/redis.CacheOptions.LoadGrace): within it, a restored snapshot's
-// unknown codes are still found.
-const loadGrace = time.Minute
-
 // Scenario 8: Redis goes back in time mid-crowd, as in a failover to a
 // replica that lagged a few seconds: a snapshot is taken (BGSAVE), the crowd
 // runs two more seconds, and Redis is killed and started again from the
-// snapshot. The sale has been running for a while: its Redis state was
-// loaded more than loadGrace before the snapshot. Every code the service
+// snapshot. Every code the service
 // issued stays purchasable (no 404 code_not_found), a purchased code's
 // replay answers its result, every invariant holds, every user's history
 // is linearizable, and the sale sells out.
@@ -68,7 +57,6 @@ func TestRedisRestoredFromSnapshot(t *testing.T) {
 	rs := testenv.StartRedis(t)
 	const prefix = "fs"
 	d := deploy(t, 2, deployEnv(dbURL, rs.URL(), prefix, map[string]string{"DB_MAX_OPEN_CONNS": "20"}))
-	rdb := testenv.MustRedisClient(t, rs.URL())
 	ctx := context.Background()
 	cr := startCrowd(t, d.c, d.led, d.saleID, sz.Items, sz.Users, crowdDeadline)
 	stopCanary := d.startCanary(t, sz.Items)
@@ -76,16 +64,12 @@ func TestRedisRestoredFromSnapshot(t *testing.T) {
 		t.Fatal("the crowd ended before a tenth of the sale was sold")
 	}
 
-	// A sale that has run for a while: its state was loaded long ago. The
-	// load time is dated back rather than waited for.
-	ready := fmt.Sprintf("%s:{%s:%d}:ready", prefix, prefix, d.saleID)
-	aged := ageState(t, rdb, ready, 2*loadGrace)
 	snap, err := rs.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	snapAt := time.Now()
-	t.Logf("Redis snapshot at %s (the sale's load time dated back %s: %v)", snapAt.UTC().Format(time.RFC3339Nano), 2*loadGrace, aged)
+	t.Logf("Redis snapshot at %s", snapAt.UTC().Format(time.RFC3339Nano))
 	select {
 	case <-cr.done:
 	case <-time.After(2 * time.Second):
@@ -111,28 +95,6 @@ func TestRedisRestoredFromSnapshot(t *testing.T) {
 	checkAnswers(t, d.c.rec, hangBound)
 	checkSale(t, mustSQL(t, dbURL), d.saleID, d.led, true)
 	checkHistory(t, d.c.hist)
-}
-
-// ageState dates the load time in key back by d, when the key holds one:
-// the state then looks loaded d earlier. It reports whether it did.
-func ageState(t *testing.T, rdb *redis.Client, key string, d time.Duration) bool {
-	t.Helper()
-	ctx := context.Background()
-	v, err := rdb.Get(ctx, key).Result()
-	if errors.Is(err, redis.Nil) {
-		return false
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	ms, err := strconv.ParseInt(v, 10, 64)
-	if err != nil {
-		return false // not a load time
-	}
-	if err := rdb.SetArgs(ctx, key, ms-d.Milliseconds(), redis.SetArgs{Mode: "XX", KeepTTL: true}).Err(); err != nil {
-		t.Fatal(err)
-	}
-	return true
 }
 
 // purchaseEvery purchases every code a checkout was answered with, retrying
