@@ -148,7 +148,7 @@ func (s *CartStore) commit(reqs []*checkoutReq) ([]checkoutAnswer, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	var answers []checkoutAnswer
-	err := s.db.transact(ctx, nil, func(tx *sql.Tx) error {
+	err := s.db.transact(ctx, nil, func(tx *txn) error {
 		var err error
 		answers, err = s.decide(ctx, tx, reqs)
 		return err
@@ -175,17 +175,19 @@ RETURNING code, sale_id, user_id, item_ids,
 WITH added AS (
     SELECT code, array_agg(item ORDER BY n) AS items
     FROM unnest($6::text[], $7::bigint[]) WITH ORDINALITY AS a(code, item, n) GROUP BY code
-), carts AS (
+), appended AS (
     UPDATE carts c SET item_ids = c.item_ids || added.items FROM added WHERE c.code = added.code
+), attempts AS (
+    INSERT INTO checkout_attempts (sale_id, user_id, item_id, checkout_code, outcome)
+    SELECT NULLIF(s, 0), u, i, NULLIF(c, ''), o
+    FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(s, u, i, c, o)
 )
-INSERT INTO checkout_attempts (sale_id, user_id, item_id, checkout_code, outcome)
-SELECT NULLIF(s, 0), u, i, NULLIF(c, ''), o
-FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], $5::text[]) AS t(s, u, i, c, o)`)
+SELECT pg_current_xact_id()::text`)
 )
 
 // decide locks the open carts of the batch's users, decides each checkout in
 // batch order and writes the decisions.
-func (s *CartStore) decide(ctx context.Context, tx *sql.Tx, reqs []*checkoutReq) ([]checkoutAnswer, error) {
+func (s *CartStore) decide(ctx context.Context, tx *txn, reqs []*checkoutReq) ([]checkoutAnswer, error) {
 	carts, err := s.lockCarts(ctx, tx, reqs)
 	if err != nil {
 		return nil, err
@@ -214,7 +216,9 @@ func (s *CartStore) decide(ctx context.Context, tx *sql.Tx, reqs []*checkoutReq)
 		saleIDs, userIDs, itemIDs = append(saleIDs, a.SaleID), append(userIDs, a.UserID), append(itemIDs, a.ItemID)
 		codes, outcomes = append(codes, code), append(outcomes, outcome)
 	}
-	if _, err := s.db.exec(ctx, tx, qAddToCarts, saleIDs, userIDs, itemIDs, codes, outcomes, addCodes, addItems); err != nil {
+	// The statement answers the transaction's id, for reading back a commit
+	// whose outcome is unknown.
+	if err := s.db.queryRow(ctx, tx, qAddToCarts, saleIDs, userIDs, itemIDs, codes, outcomes, addCodes, addItems).Scan(&tx.xid); err != nil {
 		return nil, fmt.Errorf("add to carts: %w", err)
 	}
 	return answers, nil
@@ -230,7 +234,7 @@ type lockedCart struct {
 // lockCarts locks the open cart of every user of the batch's checkouts to
 // decide, opening the carts users do not have with the code the cache gave
 // out (or a fresh one, when that code names a cart already).
-func (s *CartStore) lockCarts(ctx context.Context, tx *sql.Tx, reqs []*checkoutReq) (map[flashsale.UserKey]*lockedCart, error) {
+func (s *CartStore) lockCarts(ctx context.Context, tx *txn, reqs []*checkoutReq) (map[flashsale.UserKey]*lockedCart, error) {
 	carts := map[flashsale.UserKey]*lockedCart{}
 	var codes, fresh, users []string
 	var sales []int64

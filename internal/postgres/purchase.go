@@ -149,7 +149,7 @@ func (s *PurchaseStore) sell(reqs []*purchaseReq) ([]purchaseAnswer, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	var answers []purchaseAnswer
-	err := s.db.transact(ctx, nil, func(tx *sql.Tx) error {
+	err := s.db.transact(ctx, nil, func(tx *txn) error {
 		b := newPurchaseBatch(s.db, tx, reqs)
 		var err error
 		answers, err = b.run(ctx)
@@ -214,7 +214,7 @@ WHERE s.id = t.id`)
 // statements, whatever the batch's size.
 type purchaseBatch struct {
 	db    *DB
-	tx    *sql.Tx
+	tx    *txn
 	reqs  []*purchaseReq
 	carts map[string]*batchCart // by code
 	// answers[i] answers reqs[i]; nil until decided.
@@ -233,7 +233,7 @@ type saleWindow struct {
 	limit            int
 }
 
-func newPurchaseBatch(db *DB, tx *sql.Tx, reqs []*purchaseReq) *purchaseBatch {
+func newPurchaseBatch(db *DB, tx *txn, reqs []*purchaseReq) *purchaseBatch {
 	return &purchaseBatch{db: db, tx: tx, reqs: reqs, carts: make(map[string]*batchCart, len(reqs)), answers: make([]*purchaseAnswer, len(reqs))}
 }
 
@@ -569,7 +569,7 @@ func (s *PurchaseStore) SaleState(ctx context.Context, saleID int64) (*flashsale
 	st := &flashsale.SaleState{Bought: map[string]int{}, Open: map[string]string{}, Codes: map[string]string{}}
 	// One snapshot for the three reads.
 	snapshot := &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true}
-	err := s.db.transact(ctx, snapshot, func(tx *sql.Tx) error {
+	err := s.db.transact(ctx, snapshot, func(tx *txn) error {
 		if err := s.readSold(ctx, tx, saleID, st); err != nil {
 			return err
 		}
@@ -584,7 +584,7 @@ func (s *PurchaseStore) SaleState(ctx context.Context, saleID int64) (*flashsale
 	return st, nil
 }
 
-func (s *PurchaseStore) readSold(ctx context.Context, tx *sql.Tx, saleID int64, st *flashsale.SaleState) error {
+func (s *PurchaseStore) readSold(ctx context.Context, tx *txn, saleID int64, st *flashsale.SaleState) error {
 	rows, err := s.db.query(ctx, tx, qSoldItems, saleID)
 	if err != nil {
 		return translate(err)
@@ -601,7 +601,7 @@ func (s *PurchaseStore) readSold(ctx context.Context, tx *sql.Tx, saleID int64, 
 	return translate(rows.Err())
 }
 
-func (s *PurchaseStore) readBought(ctx context.Context, tx *sql.Tx, saleID int64, st *flashsale.SaleState) error {
+func (s *PurchaseStore) readBought(ctx context.Context, tx *txn, saleID int64, st *flashsale.SaleState) error {
 	rows, err := s.db.query(ctx, tx, qUserCounts, saleID)
 	if err != nil {
 		return translate(err)
@@ -618,7 +618,7 @@ func (s *PurchaseStore) readBought(ctx context.Context, tx *sql.Tx, saleID int64
 	return translate(rows.Err())
 }
 
-func (s *PurchaseStore) readCarts(ctx context.Context, tx *sql.Tx, saleID int64, st *flashsale.SaleState) error {
+func (s *PurchaseStore) readCarts(ctx context.Context, tx *txn, saleID int64, st *flashsale.SaleState) error {
 	rows, err := s.db.query(ctx, tx, qSaleCarts, saleID)
 	if err != nil {
 		return translate(err)

@@ -21,12 +21,14 @@ var (
 // transaction a few times on serialization failures and deadlocks, which a
 // correct transaction may meet and which leave nothing behind.
 //
-// A write transaction learns its id first, so that a commit whose outcome is
-// unknown — the connection dropped or the deadline passed while COMMIT was
-// in flight — is resolved by asking the server whether that transaction
-// committed, never by guessing: transact then returns nil when it did, and
-// EUnavailable when it did not or the server cannot say.
-func (db *DB) transact(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) error {
+// A write transaction learns its id before it commits, so that a commit
+// whose outcome is unknown — the connection dropped or the deadline passed
+// while COMMIT was in flight — is resolved by asking the server whether that
+// transaction committed, never by guessing: transact then returns nil when it
+// did, and EUnavailable when it did not or the server cannot say. fn may set
+// the id itself (tx.xid, from pg_current_xact_id() in one of its statements)
+// to save the round trip of asking for it.
+func (db *DB) transact(ctx context.Context, opts *sql.TxOptions, fn func(*txn) error) error {
 	const attempts = 3
 	var err error
 	for range attempts {
@@ -37,25 +39,32 @@ func (db *DB) transact(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx
 	return err
 }
 
-func (db *DB) transactOnce(ctx context.Context, opts *sql.TxOptions, fn func(*sql.Tx) error) (err error) {
-	tx, err := db.sql.BeginTx(ctx, opts)
+// txn is a transaction of transact.
+type txn struct {
+	*sql.Tx
+	xid string // the transaction's id, once known
+}
+
+func (db *DB) transactOnce(ctx context.Context, opts *sql.TxOptions, fn func(*txn) error) (err error) {
+	sqlTx, err := db.sql.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin: %w", translate(err))
 	}
+	tx := &txn{Tx: sqlTx}
 	defer func() {
 		if err != nil {
 			_ = tx.Rollback()
 		}
 	}()
-	var xid string
-	if opts == nil || !opts.ReadOnly {
-		if err := db.queryRow(ctx, tx, qXactID).Scan(&xid); err != nil {
-			return fmt.Errorf("transaction id: %w", translate(err))
-		}
-	}
 	if err := fn(tx); err != nil {
 		return err
 	}
+	if tx.xid == "" && (opts == nil || !opts.ReadOnly) {
+		if err := db.queryRow(ctx, tx, qXactID).Scan(&tx.xid); err != nil {
+			return fmt.Errorf("transaction id: %w", translate(err))
+		}
+	}
+	xid := tx.xid
 	cerr := tx.Commit()
 	if cerr == nil {
 		return nil
