@@ -94,6 +94,7 @@ func TestPurchaseBatches(t *testing.T) {
 		codes[u] = code
 	}
 	var wg sync.WaitGroup
+	var mu sync.Mutex
 	results := make([][]flashsale.PurchaseResult, users)
 	for u := range users {
 		for range 3 {
@@ -105,7 +106,9 @@ func TestPurchaseBatches(t *testing.T) {
 					t.Errorf("purchase: %v", err)
 					return
 				}
+				mu.Lock()
 				results[u] = append(results[u], p.Result)
+				mu.Unlock()
 			}()
 		}
 	}
