@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -75,17 +76,23 @@ func newUniversalClient(rawURL string, poolSize int) (redis.UniversalClient, err
 		return nil, fmt.Errorf("parse REDIS_URL: invalid URL")
 	}
 	q := u.Query()
-	// Short timeouts and few retries: an unreachable Redis must turn into a
-	// quick 503, not a request that waits through rounds of redials. Retries
-	// given in the URL (dialer_retries, max_retries) are kept.
+	if n, err := strconv.Atoi(q.Get("max_retries")); q.Has("max_retries") && (err != nil || n > 0) {
+		return nil, errors.New("parse REDIS_URL: max_retries is refused: a command whose reply was lost may have run, " +
+			"and the service's scripts must not run twice (a failed call answers 503 instead); omit it or set -1")
+	}
+	// Short timeouts: an unreachable Redis must turn into a quick 503, not
+	// a request that waits through rounds of redials. No retry of a command
+	// that may have reached Redis (MaxRetries -1): after a read timeout or a
+	// dropped connection it may have run, and the scripts are not
+	// idempotent; the pipeliner also stops Redis Cluster's own retries of
+	// them (sendOnce). A dial that fails sent nothing: it is retried
+	// (DialerRetries, 1 unless the URL says otherwise).
 	tune := func(dial, read, write *time.Duration, dialRetries, maxRetries *int) {
 		*dial, *read, *write = 2*time.Second, time.Second, time.Second
 		if *dialRetries == 0 {
 			*dialRetries = 1
 		}
-		if *maxRetries == 0 {
-			*maxRetries = 1
-		}
+		*maxRetries = -1
 	}
 	switch {
 	case q.Has("master_name"):
