@@ -3,7 +3,8 @@
 // under a flash crowd, inject a fault for real — an instance killed with
 // SIGKILL, Redis flushed and restarted, PostgreSQL crashed and restarted,
 // dependencies slowed down or stalled by a TCP proxy, SIGTERM under load,
-// overload — and then check the sale's guarantees in PostgreSQL and in the
+// overload, the Redis master killed under Redis Cluster and under Sentinel
+// — and then check the sale's guarantees in PostgreSQL and in the
 // answers the crowd received.
 //
 // `go test ./internal/faults` runs it with small sales (1,000 items, a few
