@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -28,6 +29,9 @@ type Options struct {
 	Logger         *slog.Logger
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
+	// dialer, when set, opens the connections: tests route one node's
+	// through a proxy.
+	dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // Client is an instrumented go-redis UniversalClient.
@@ -45,7 +49,7 @@ func Open(rawURL string, opts Options) (*Client, error) {
 	if opts.Logger != nil {
 		redis.SetLogger(libraryLog{opts.Logger})
 	}
-	rdb, err := newUniversalClient(rawURL, opts.PoolSize)
+	rdb, err := newUniversalClient(rawURL, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +74,7 @@ func Open(rawURL string, opts Options) (*Client, error) {
 	return &Client{rdb: rdb, metrics: m}, nil
 }
 
-func newUniversalClient(rawURL string, poolSize int) (redis.UniversalClient, error) {
+func newUniversalClient(rawURL string, opts Options) (redis.UniversalClient, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse REDIS_URL: invalid URL")
@@ -100,7 +104,7 @@ func newUniversalClient(rawURL string, poolSize int) (redis.UniversalClient, err
 		if err != nil {
 			return nil, fmt.Errorf("parse REDIS_URL: %w", redactURLError(err))
 		}
-		o.PoolSize = poolSize
+		o.PoolSize, o.Dialer = opts.PoolSize, opts.dialer
 		tune(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.DialerRetries, &o.MaxRetries)
 		return redis.NewFailoverClient(o), nil
 	case q.Has("addr") || strings.Contains(u.Host, ","):
@@ -108,7 +112,7 @@ func newUniversalClient(rawURL string, poolSize int) (redis.UniversalClient, err
 		if err != nil {
 			return nil, fmt.Errorf("parse REDIS_URL: %w", redactURLError(err))
 		}
-		o.PoolSize = poolSize
+		o.PoolSize, o.Dialer = opts.PoolSize, opts.dialer
 		tune(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.DialerRetries, &o.MaxRetries)
 		rdb := redis.NewClusterClient(o)
 		rdb.AddHook(slotMapReload{rdb})
@@ -118,7 +122,7 @@ func newUniversalClient(rawURL string, poolSize int) (redis.UniversalClient, err
 		if err != nil {
 			return nil, fmt.Errorf("parse REDIS_URL: %w", redactURLError(err))
 		}
-		o.PoolSize = poolSize
+		o.PoolSize, o.Dialer = opts.PoolSize, opts.dialer
 		tune(&o.DialTimeout, &o.ReadTimeout, &o.WriteTimeout, &o.DialerRetries, &o.MaxRetries)
 		return redis.NewClient(o), nil
 	}

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -164,5 +165,50 @@ func TestOpenRefusesRetries(t *testing.T) {
 			t.Errorf("Open(%q): the client retries a failed command %d times, want 0", u, n)
 		}
 		c.Close()
+	}
+}
+
+// On a Redis Cluster, the client library sends a pipeline again after a
+// lost reply up to MaxRedirects times, whatever MaxRetries says: the
+// pipeliner's scripts are sent once there too. The slot's master is
+// reached through the proxy.
+func TestLostReplyRunsScriptOnceOnCluster(t *testing.T) {
+	rc := testenv.StartRedisCluster(t, 3, 0)
+	ctx := context.Background()
+	key := "{runs}:n"
+	master, err := rc.MasterOf(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.StartProxy(t, master.Addr())
+	opts := Options{PoolSize: 4, MeterProvider: metricnoop.NewMeterProvider(), TracerProvider: tracenoop.NewTracerProvider(),
+		dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if addr == master.Addr() {
+				addr = proxy.Addr()
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, addr)
+		}}
+	c, err := Open(rc.URL(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p := newPipeliner(c.rdb, 16, 2, 3*time.Second)
+	defer p.close()
+	rdb := testenv.MustRedisClient(t, "redis://"+master.Addr())
+	incr := redis.NewScript(`return redis.call('INCR', KEYS[1])`)
+	for _, lr := range lostReplies {
+		before, _ := rdb.Get(ctx, key).Int64()
+		if n, err := p.run(ctx, incr, []string{key}).Int64(); err != nil || n != before+1 {
+			t.Fatalf("%s: run before: %d, %v; want %d", lr.name, n, err, before+1)
+		}
+		lr.lose(proxy)
+		err := p.run(ctx, incr, []string{key}).Err()
+		if n := settle(t, rdb, key, before+2); n != before+2 {
+			t.Errorf("%s: the script ran %d times for one call whose reply was lost, want 1", lr.name, n-before-1)
+		}
+		if err == nil {
+			t.Errorf("%s: the call succeeded: it was sent again, or a late reply was waited for", lr.name)
+		}
 	}
 }
