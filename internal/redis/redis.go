@@ -136,9 +136,10 @@ func newUniversalClient(rawURL string, opts Options) (redis.UniversalClient, err
 // answer, or once it is a minute old; but when a master dies, its slots'
 // commands keep going to its address, where nothing answers, so nothing
 // redirects them. Without this hook a failover that Redis completes in a
-// few seconds left the sale unserved until the map was a minute old (55 s
-// after the failover in the fault suite). With it, the first command after
-// the failover that still goes to the dead master has the new map read.
+// few seconds left the sale unserved until the map was a minute old (42 s
+// after the failover in the full-size fault suite). With it, the first
+// command after the failover that still goes to the dead master has the
+// new map read (0.4 s).
 type slotMapReload struct{ c *redis.ClusterClient }
 
 func (h slotMapReload) DialHook(next redis.DialHook) redis.DialHook { return next }
