@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"testing"
 	"time"
 
@@ -85,8 +86,8 @@ func failOverMidCrowd(t *testing.T, d *deployment, dbURL, scenario string, kill 
 	}
 	s := &summary{Scenario: scenario, From: killAt, To: doneAt, RecoverFrom: doneAt, rec: d.c.rec,
 		Notes: []string{
-			fmt.Sprintf("failover complete %s after the kill", doneAt.Sub(killAt).Round(time.Millisecond)),
-			fmt.Sprintf("%d purchases answered 404 after the kill (codes the promoted replica had not received)", lost),
+			fmt.Sprintf("failover complete %s after the fault began", doneAt.Sub(killAt).Round(time.Millisecond)),
+			fmt.Sprintf("%d purchases answered 404 after the fault began (codes the promoted replica had not received)", lost),
 		}}
 	s.report(t)
 	if rec, ok := d.c.rec.recovery(doneAt, ""); !ok {
@@ -97,4 +98,23 @@ func failOverMidCrowd(t *testing.T, d *deployment, dbURL, scenario string, kill 
 	}
 	checkAnswers(t, d.c.rec, hangBound)
 	checkSale(t, mustSQL(t, dbURL), d.saleID, d.led, true)
+}
+
+// Scenario 8b: the same, but an operator's switchover (SENTINEL FAILOVER):
+// the old master turns into a replica and refuses writes (READONLY) on the
+// connections the service still holds to it. At full size only: `make test`
+// runs the kill of scenario 8.
+func TestRedisSentinelSwitchover(t *testing.T) {
+	if os.Getenv("FLASHSALE_FAULTS") != "full" {
+		t.Skip("full size only (FLASHSALE_FAULTS=full): the small suite runs TestRedisSentinelFailover")
+	}
+	dbURL := testenv.MustDatabase(t)
+	rs := testenv.StartRedisSentinel(t)
+	d := deploy(t, 2, deployEnv(dbURL, rs.URL(), "fs", map[string]string{"DB_MAX_OPEN_CONNS": "20"}))
+	failOverMidCrowd(t, d, dbURL, "Redis Sentinel: SENTINEL FAILOVER, the master turned replica",
+		func() {
+			if err := rs.Switchover(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+		}, rs.WaitFailover)
 }

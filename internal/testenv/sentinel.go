@@ -175,3 +175,11 @@ func (s *RedisSentinel) WaitFailover(ctx context.Context) error {
 		}
 	}
 }
+
+// Switchover asks a sentinel to fail the master over to the replica at once
+// (SENTINEL FAILOVER): the old master becomes the new master's replica.
+func (s *RedisSentinel) Switchover(ctx context.Context) error {
+	sc := redis.NewSentinelClient(&redis.Options{Addr: s.Sentinels[0].Addr(), MaxRetries: -1})
+	defer sc.Close()
+	return sc.Failover(ctx, s.MasterName).Err()
+}
