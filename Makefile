@@ -74,7 +74,8 @@ test-stack: services check-prometheus collector
 
 ## test-faults: the fault suite at full size (10,000-item sales, 3,000 buyers): instance killed,
 ## Redis flushed and restarted, PostgreSQL crashed, slow and stalled dependencies, SIGTERM under
-## load, overload (internal/faults; `make test` runs it with small sizes under -race)
+## load, overload, Redis Cluster and Sentinel failovers (internal/faults; `make test` runs it
+## with small sizes under -race)
 test-faults: services
 	@mkdir -p $(DEV)
 	$(TEST_ENV) FLASHSALE_FAULTS=full go test -count=1 -timeout 30m -v ./internal/faults 2>&1 | tee $(DEV)/faults-output.txt

@@ -3,8 +3,9 @@
 // under a flash crowd, inject a fault for real — an instance killed with
 // SIGKILL, Redis flushed and restarted, Redis restored from an older
 // snapshot, PostgreSQL crashed and restarted, dependencies slowed down or
-// stalled by a TCP proxy, SIGTERM under load, overload — and then check the
-// sale's guarantees in PostgreSQL and in the answers the crowd received. The
+// stalled by a TCP proxy, SIGTERM under load, overload, the Redis master
+// killed under Redis Cluster and under Sentinel — and then check the sale's
+// guarantees in PostgreSQL and in the answers the crowd received. The
 // crowd's buyers race their own purchases (a checkout while the purchase is
 // in flight, a purchase fired twice); every user's recorded history of
 // requests and answers is checked for linearizability against a model of

@@ -47,8 +47,8 @@ type RateLimiterOptions struct {
 // A decision takes no longer than the timeout: the client's socket deadlines
 // are its own (a second), so a pipelined call is waited for up to the timeout
 // and then abandoned to finish in the background. (Right after Redis lost its
-// scripts, the library's one EVAL to load the script again is not pipelined
-// and may take up to the socket deadline.) After a failure
+// scripts, the library's one EVAL to load the script again is waited for up
+// to the socket deadline.) After a failure
 // the limiter does not ask Redis for a second (ErrRateLimiterPaused), so an
 // outage costs one abandoned call per second, not one per request.
 type RateLimiter struct {
@@ -119,7 +119,8 @@ const libraryPrefix = "rate:"
 // Redis ACL limited to the prefix covers them), and it sends the EVALSHA
 // calls of concurrent decisions as pipelines. A call Redis answers NOSCRIPT
 // (a restarted or flushed server) goes back to the library, which runs it
-// again by EVAL, directly.
+// again by EVAL, pipelined too. Neither is sent twice (see pipeliner): a
+// decision is charged once.
 type limiterScripts struct {
 	redis.UniversalClient
 	pipe *pipeliner
@@ -139,8 +140,12 @@ func (c *limiterScripts) EvalSha(ctx context.Context, sha1 string, keys []string
 	return c.pipe.runSha(ctx, sha1, stripLibraryPrefix(keys), args...)
 }
 
+// Eval is the library's call of its script after a NOSCRIPT answer,
+// pipelined too and never sent twice. Once sent it is waited for, up to the
+// pipeline's timeout, whatever ctx says: it loads the script again, for
+// every decision after it.
 func (c *limiterScripts) Eval(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {
-	return c.UniversalClient.Eval(ctx, script, stripLibraryPrefix(keys), args...)
+	return c.pipe.runEval(ctx, script, stripLibraryPrefix(keys), args...)
 }
 
 func (c *limiterScripts) EvalRO(ctx context.Context, script string, keys []string, args ...any) *redis.Cmd {

@@ -77,6 +77,7 @@ type RedisServer struct {
 	Port int
 	bin  string
 	dir  string
+	args []string // after the binary: a config file and options
 	log  *Buffer
 
 	mu  sync.Mutex
@@ -89,6 +90,13 @@ type RedisServer struct {
 // killed when the test ends.
 func StartRedis(tb testing.TB) *RedisServer {
 	tb.Helper()
+	return startRedis(tb, FreePort(tb))
+}
+
+// redisServerBin is the redis-server binary; it skips or fails the test
+// when there is none.
+func redisServerBin(tb testing.TB) string {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		bin = RedisServerBin
@@ -96,7 +104,22 @@ func StartRedis(tb testing.TB) *RedisServer {
 			skipOrFail(tb, "redis-server not found")
 		}
 	}
-	s := &RedisServer{Port: FreePort(tb), bin: bin, dir: tb.TempDir(), log: &Buffer{}}
+	return bin
+}
+
+// startRedis starts a private redis-server on port with options added to
+// the defaults (a later option overrides an earlier one).
+func startRedis(tb testing.TB, port int, options ...string) *RedisServer {
+	tb.Helper()
+	s := &RedisServer{Port: port, bin: redisServerBin(tb), dir: tb.TempDir(), log: &Buffer{}}
+	s.args = append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--dir", s.dir, "--protected-mode", "yes"}, options...)
+	return s.mustStart(tb)
+}
+
+// mustStart starts s and kills it when the test ends.
+func (s *RedisServer) mustStart(tb testing.TB) *RedisServer {
+	tb.Helper()
 	if err := s.Start(); err != nil {
 		tb.Fatalf("redis-server: %v\n%s", err, s.log)
 	}
@@ -118,8 +141,7 @@ func (s *RedisServer) Start() error {
 	if s.cmd != nil {
 		return fmt.Errorf("redis-server already running")
 	}
-	cmd := exec.Command(s.bin, "--port", strconv.Itoa(s.Port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", s.dir, "--protected-mode", "yes")
+	cmd := exec.Command(s.bin, s.args...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		return err
@@ -237,6 +259,13 @@ func (s *RedisServer) StartFrom(ctx context.Context, snapshot string) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// Running reports whether the server process runs (it was not killed).
+func (s *RedisServer) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
 }
 
 // PostgresServer is a private PostgreSQL 15 cluster with trust
