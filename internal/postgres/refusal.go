@@ -139,7 +139,10 @@ func (s *CartStore) flushRefusals(ctx context.Context) error {
 	return err
 }
 
-// wroteRefusals ends a write of refusal counts.
+// wroteRefusals ends a write of refusal counts. Counts whose transaction
+// failed are kept for the next write; in the rare failure whose commit
+// PostgreSQL could not be asked about (transact's "commit outcome unknown"),
+// they may have committed and are then written twice.
 func (s *CartStore) wroteRefusals(pending map[refusalKey]int64, overflow int64, err error) {
 	s.refusals.done(pending, overflow, err == nil)
 	if err == nil && overflow > 0 {
