@@ -127,6 +127,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		AdminToken: cfg.AdminToken, SeparateAdmin: cfg.AdminAddr != "", MeterProvider: tel.MeterProvider, TracerProvider: tel.TracerProvider,
 		Propagator: tel.Propagator, Logger: log, MetricsHandler: metricsHandler,
 		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait,
+		Refusals: carts, // checkouts shed or rate-limited, counted in PostgreSQL per minute
 		RateLimits: &httpapi.RateLimits{
 			Limiter: limiter, User: cfg.RateLimitUser, Addr: cfg.RateLimitAddr, TrustedProxies: cfg.TrustedProxies,
 		},
@@ -226,8 +227,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	}
 	stopBG()
 	<-started
-	// Requests have finished; their attempts and purchases are written before
-	// the pools close.
+	// Requests have finished; their attempts, the refused checkouts' counts
+	// and purchases are written before the pools close.
 	if err := carts.Close(); err != nil {
 		log.Warn("cart store close", "err", err)
 	}

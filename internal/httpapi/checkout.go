@@ -10,6 +10,9 @@ import (
 	"github.com/flashsale/flashsale/internal/flashsale"
 )
 
+// checkoutPattern is the route of checkouts.
+const checkoutPattern = "POST /checkout"
+
 // checkoutQuery is the parsed query of POST /checkout.
 type checkoutQuery struct {
 	UserID string
@@ -92,7 +95,12 @@ func (s *Server) checkout(ctx context.Context, w http.ResponseWriter, r *http.Re
 	if err != nil {
 		return flashsale.CheckoutResult{}, err
 	}
-	if err := s.limits.check(ctx, r, "checkout:user:"+q.UserID); err != nil {
+	if err := s.limits.checkAddr(ctx, r); err != nil {
+		s.refuse(RefusedAddrRate, "")
+		return flashsale.CheckoutResult{}, err
+	}
+	if err := s.limits.checkUser(ctx, "checkout:user:"+q.UserID); err != nil {
+		s.refuse(RefusedUserRate, q.UserID)
 		return flashsale.CheckoutResult{}, err
 	}
 	ctx, span := s.tracer.Start(ctx, "sale.checkout")

@@ -67,10 +67,11 @@ func (l Limit) on() bool { return l.Rate > 0 }
 //
 // A rejected request answers 429 rate_limited with Retry-After and is not
 // passed to the service: a rejected checkout writes no attempt row, since the
-// limit is there to keep abusive traffic off PostgreSQL. When the Limiter
-// fails (Redis unreachable or slower than its timeout) requests are let
-// through: the sale's guarantees are kept by PostgreSQL, not by the limits,
-// and checkout fails with 503 by itself while Redis is down.
+// limit is there to keep abusive traffic off PostgreSQL; it is only counted,
+// per minute, through Options.Refusals. When the Limiter fails (Redis
+// unreachable or slower than its timeout) requests are let through: the
+// sale's guarantees are kept by PostgreSQL, not by the limits, and checkout
+// fails with 503 by itself while Redis is down.
 type RateLimits struct {
 	Limiter        Limiter
 	User, Addr     Limit
@@ -122,20 +123,29 @@ func ParseTrustedProxies(s string) ([]net.IPNet, error) {
 // userKey, in that order, and returns a rate_limited error carrying the wait
 // when either is spent. A nil *RateLimits (every limit off) does nothing.
 func (rl *RateLimits) check(ctx context.Context, r *http.Request, userKey string) error {
-	if rl == nil {
+	if err := rl.checkAddr(ctx, r); err != nil {
+		return err
+	}
+	return rl.checkUser(ctx, userKey)
+}
+
+// checkAddr takes one request from the budget of the client's address.
+func (rl *RateLimits) checkAddr(ctx context.Context, r *http.Request) error {
+	if rl == nil || !rl.Addr.on() {
 		return nil
 	}
-	if rl.Addr.on() {
-		if addr := rl.clientAddr(r); addr != "" {
-			if err := rl.take(ctx, "addr:"+addr, rl.Addr, "too many requests from this address"); err != nil {
-				return err
-			}
-		}
-	}
-	if rl.User.on() {
-		return rl.take(ctx, userKey, rl.User, "too many requests for this user")
+	if addr := rl.clientAddr(r); addr != "" {
+		return rl.take(ctx, "addr:"+addr, rl.Addr, "too many requests from this address")
 	}
 	return nil
+}
+
+// checkUser takes one request from userKey's budget.
+func (rl *RateLimits) checkUser(ctx context.Context, userKey string) error {
+	if rl == nil || !rl.User.on() {
+		return nil
+	}
+	return rl.take(ctx, userKey, rl.User, "too many requests for this user")
 }
 
 // take draws one request from key's budget.

@@ -83,6 +83,9 @@ type Options struct {
 	// every limit off: none. The server keeps the pointer and logs its
 	// warnings to Logger.
 	RateLimits *RateLimits
+	// Refusals counts the checkouts shed by admission or refused by the
+	// rate limits; nil: they are not counted.
+	Refusals RefusalLog
 }
 
 // Server serves the HTTP API of a flashsale.Service.
@@ -100,6 +103,7 @@ type Server struct {
 	shuttingDown atomic.Bool
 
 	limits    *RateLimits   // nil: no abuse limits
+	refusals  RefusalLog    // nil: refused checkouts are not counted
 	slots     chan struct{} // admission: one token per API request in flight; nil: no bound
 	queueWait time.Duration
 
@@ -156,6 +160,7 @@ func NewServer(svc *flashsale.Service, opts Options) (*Server, error) {
 		routes:       make(map[string]route),
 		untraced:     make(map[string]bool),
 		queueWait:    opts.QueueWait,
+		refusals:     opts.Refusals,
 	}
 	if opts.MaxInFlight > 0 {
 		s.slots = make(chan struct{}, opts.MaxInFlight)
@@ -210,7 +215,7 @@ func (s *Server) SetShuttingDown() { s.shuttingDown.Store(true) }
 
 // registerRoutes mounts every route of the API on the mux.
 func (s *Server) registerRoutes(metricsHandler http.Handler) {
-	s.handle("POST /checkout", true, s.handleCheckout)
+	s.handle(checkoutPattern, true, s.handleCheckout)
 	s.handle("POST /purchase", true, s.handlePurchase)
 	s.handle("GET /sales/active", true, s.handleActiveSale)
 	s.handle("GET /sales/{id}", true, s.handleSale)
@@ -247,6 +252,9 @@ func (s *Server) handleOn(mux *http.ServeMux, pattern string, api bool, h http.H
 		nameSpan(r, pattern, rt)
 		if api {
 			if err := s.admit(r.Context()); err != nil {
+				if pattern == checkoutPattern {
+					s.refuse(RefusedOverloaded, "")
+				}
 				s.writeError(w, r, err)
 				return
 			}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
@@ -26,7 +27,15 @@ type CartStoreOptions struct {
 	// commit, the next ones gather the requests that arrive meanwhile.
 	Writers int
 	// Timeout bounds one batch's transaction.
-	Timeout        time.Duration
+	Timeout time.Duration
+	// RefusalFlush is how often the checkouts refused before their decision
+	// (see RecordRefusal) are written when no checkout batch carries them:
+	// a second when zero.
+	RefusalFlush time.Duration
+	// RefusalUsers bounds the users whose refusals are counted apart between
+	// two writes (10,000 when zero); the refusals of further users are
+	// counted under user id "".
+	RefusalUsers   int
 	TracerProvider trace.TracerProvider
 	Logger         *slog.Logger
 }
@@ -36,6 +45,10 @@ type CartStoreOptions struct {
 // batch, with one set-based statement per step, and each request waits for
 // its batch's commit. Nothing is buffered beyond the waiting requests
 // themselves, so nothing acknowledged can be lost.
+//
+// The store also counts the checkouts refused before their decision (see
+// RecordRefusal) and adds the counts to checkout_refusals in the next
+// batch's transaction, or in one of their own every RefusalFlush.
 //
 // A batch locks the open carts of its users in (sale, user) order — the
 // order purchases lock carts in too, so the two never deadlock — creating
@@ -49,6 +62,12 @@ type CartStore struct {
 	opts    CartStoreOptions
 	tracer  trace.Tracer
 	batches *batch.Batcher[*checkoutReq]
+
+	refusals    *refusalTally
+	closeOnce   sync.Once
+	closeErr    error
+	stopFlush   chan struct{}
+	flushResult chan error
 }
 
 type checkoutReq struct {
@@ -74,11 +93,21 @@ func NewCartStore(db *DB, opts CartStoreOptions) *CartStore {
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second
 	}
+	if opts.RefusalFlush <= 0 {
+		opts.RefusalFlush = time.Second
+	}
+	if opts.RefusalUsers <= 0 {
+		opts.RefusalUsers = 10_000
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &CartStore{db: db, opts: opts, tracer: opts.TracerProvider.Tracer(instrumentationName)}
+	s := &CartStore{
+		db: db, opts: opts, tracer: opts.TracerProvider.Tracer(instrumentationName),
+		refusals: newRefusalTally(opts.RefusalUsers), stopFlush: make(chan struct{}), flushResult: make(chan error, 1),
+	}
 	s.batches = batch.New("checkouts", opts.MaxBatch, opts.Writers, s.write)
+	go func() { s.flushResult <- s.flushRefusalsEvery(opts.RefusalFlush, s.stopFlush) }()
 	return s
 }
 
@@ -99,11 +128,16 @@ func (s *CartStore) Checkout(ctx context.Context, a flashsale.Attempt) (flashsal
 	return ans.add, ans.err
 }
 
-// Close stops accepting checkouts, writes the queued ones and stops the
-// writers.
+// Close stops accepting checkouts, writes the queued ones and the pending
+// refusal counts, and stops the writers. Call it once no request records
+// refusals any more.
 func (s *CartStore) Close() error {
-	s.batches.Close()
-	return nil
+	s.closeOnce.Do(func() {
+		s.batches.Close()
+		close(s.stopFlush)
+		s.closeErr = <-s.flushResult
+	})
+	return s.closeErr
 }
 
 // write commits one batch and answers its requests. When the database
@@ -147,12 +181,20 @@ func (s *CartStore) commit(reqs []*checkoutReq) ([]checkoutAnswer, error) {
 	defer span.End()
 	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
+	// The refusals counted since the last write ride along.
+	refusals, overflow := s.refusals.take()
 	var answers []checkoutAnswer
 	err := s.db.transact(ctx, nil, func(tx *txn) error {
 		var err error
-		answers, err = s.decide(ctx, tx, reqs)
-		return err
+		if answers, err = s.decide(ctx, tx, reqs); err != nil {
+			return err
+		}
+		if refusals != nil {
+			return s.db.writeRefusals(ctx, tx, refusals)
+		}
+		return nil
 	})
+	s.wroteRefusals(refusals, overflow, err)
 	if err != nil {
 		err = translate(err)
 		span.RecordError(err)
