@@ -3,7 +3,6 @@ package postgres
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	"fmt"
 	"slices"
 	"sync"
@@ -134,7 +133,7 @@ func (s *CartStore) flushRefusals(ctx context.Context) error {
 	if pending == nil {
 		return nil
 	}
-	err := s.db.transact(ctx, nil, func(tx *sql.Tx) error { return s.db.writeRefusals(ctx, tx, pending) })
+	err := s.db.transact(ctx, nil, func(tx *txn) error { return s.db.writeRefusals(ctx, tx, pending) })
 	s.wroteRefusals(pending, overflow, err)
 	return err
 }
