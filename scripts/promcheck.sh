@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Static checks and unit tests of the Prometheus configuration and rules:
 #
-#   promtool check config prometheus/prometheus.yml   (also loads the rule files it names)
+#   promtool check config prometheus/prometheus.yml prometheus/prometheus-otlp.yml
+#                                                     (also loads the rule files they name)
 #   promtool check rules  prometheus/rules/*.yml
 #   promtool test rules   prometheus/tests/*.yml
 #
@@ -78,6 +79,7 @@ main() {
 	local tests=("$PROM_DIR"/tests/*.yml)
 	shopt -u nullglob
 	[[ -f "$PROM_DIR/prometheus.yml" ]] || die "missing $PROM_DIR/prometheus.yml"
+	[[ -f "$PROM_DIR/prometheus-otlp.yml" ]] || die "missing $PROM_DIR/prometheus-otlp.yml"
 	(( ${#rules[@]} > 0 )) || die "no rule files in $PROM_DIR/rules"
 	(( ${#tests[@]} > 0 )) || die "no test files in $PROM_DIR/tests"
 
@@ -86,7 +88,7 @@ main() {
 	cd "$ROOT"
 	local status=0
 	log "check config"
-	"$promtool" check config prometheus/prometheus.yml || status=1
+	"$promtool" check config prometheus/prometheus.yml prometheus/prometheus-otlp.yml || status=1
 	log "check rules"
 	"$promtool" check rules "${rules[@]#"$ROOT"/}" || status=1
 	log "test rules"
