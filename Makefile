@@ -34,7 +34,7 @@ TEST_ENV := FLASHSALE_TEST_DATABASE_URL='postgres://flashsale@127.0.0.1:$(FLASHS
 	FLASHSALE_TEST_REDIS_URL='redis://127.0.0.1:$(FLASHSALE_REDIS_PORT)/0' \
 	FLASHSALE_REQUIRE_SERVICES=1
 
-.PHONY: run test test-stack test-faults check-prometheus collector bench bench-load fuzz vulncheck services services-stop services-status build clean
+.PHONY: run test test-stack test-faults check-prometheus slo collector bench bench-load fuzz vulncheck services services-stop services-status build clean
 
 ## run: start the server (uses DATABASE_URL/REDIS_URL if both are set, else local services);
 ## Ctrl-C stops it at once: no load balancer to drain (SHUTDOWN_DELAY defaults to 0 here)
@@ -80,9 +80,15 @@ test-faults: services
 	@mkdir -p $(DEV)
 	$(TEST_ENV) FLASHSALE_FAULTS=full go test -count=1 -timeout 30m -v ./internal/faults 2>&1 | tee $(DEV)/faults-output.txt
 
-## check-prometheus: promtool check config/rules and the alert unit tests (installs promtool when root)
+## check-prometheus: promtool check config/rules and the alert unit tests (installs promtool when root),
+## and the SLO rules up to date with their spec (scripts/slo.sh check; builds Sloth once)
 check-prometheus:
 	scripts/promcheck.sh
+	scripts/slo.sh check
+
+## slo: regenerate prometheus/rules/flashsale-slos.yml from prometheus/slos/flashsale.yml with Sloth
+slo:
+	scripts/slo.sh generate
 
 ## collector: build the OpenTelemetry Collector of otel-collector/builder-config.yaml (cached)
 collector:

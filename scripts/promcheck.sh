@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Static checks and unit tests of the Prometheus configuration and rules:
 #
-#   promtool check config prometheus/prometheus.yml   (also loads the rule files it names)
+#   promtool check config prometheus/prometheus.yml prometheus/prometheus-otlp.yml
+#                                                     (also loads the rule files they name)
 #   promtool check rules  prometheus/rules/*.yml
 #   promtool test rules   prometheus/tests/*.yml
+#
+# and makes sure the strict OpenMetrics parser of the Go suite's exposition test
+# (cmd/flashsale/exposition_test.go: the Prometheus Python client's parser) is installed.
 #
 # Usage: scripts/promcheck.sh (from anywhere; called by `make test`).
 # PROMTOOL overrides the promtool binary. When promtool is missing and we run as root,
 # the Debian/Ubuntu "prometheus" package (which ships promtool) is installed with apt-get;
-# otherwise the script fails and says how to install it.
+# otherwise the script fails and says how to install it. Likewise python3-prometheus-client
+# for the strict parser.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -41,7 +46,30 @@ find_promtool() {
 	command -v promtool || die "the prometheus package did not provide promtool"
 }
 
+# ensure_strict_parser installs Debian's python3-prometheus-client when no python3 can
+# import its OpenMetrics parser (the Go test looks for python3 on PATH, then
+# /usr/bin/python3). Without root it only warns: the test then skips, or fails under
+# FLASHSALE_REQUIRE_SERVICES=1.
+ensure_strict_parser() {
+	local py
+	for py in python3 /usr/bin/python3; do
+		if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+			return
+		fi
+	done
+	if [[ "$(id -u)" -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+		log "warning: no python3 with prometheus_client: apt-get install -y python3-prometheus-client (the strict OpenMetrics test needs it)"
+		return
+	fi
+	log "installing python3-prometheus-client (strict OpenMetrics parser) with apt-get"
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2 ||
+		die "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-prometheus-client >&2 ||
+		die "apt-get install python3-prometheus-client failed"
+}
+
 main() {
+	ensure_strict_parser
 	local promtool
 	promtool="$(find_promtool)"
 	log "using $("$promtool" --version 2>&1 | head -n1)"
@@ -51,6 +79,7 @@ main() {
 	local tests=("$PROM_DIR"/tests/*.yml)
 	shopt -u nullglob
 	[[ -f "$PROM_DIR/prometheus.yml" ]] || die "missing $PROM_DIR/prometheus.yml"
+	[[ -f "$PROM_DIR/prometheus-otlp.yml" ]] || die "missing $PROM_DIR/prometheus-otlp.yml"
 	(( ${#rules[@]} > 0 )) || die "no rule files in $PROM_DIR/rules"
 	(( ${#tests[@]} > 0 )) || die "no test files in $PROM_DIR/tests"
 
@@ -59,7 +88,7 @@ main() {
 	cd "$ROOT"
 	local status=0
 	log "check config"
-	"$promtool" check config prometheus/prometheus.yml || status=1
+	"$promtool" check config prometheus/prometheus.yml prometheus/prometheus-otlp.yml || status=1
 	log "check rules"
 	"$promtool" check rules "${rules[@]#"$ROOT"/}" || status=1
 	log "test rules"

@@ -37,7 +37,7 @@ func TestOTLPExport(t *testing.T) {
 			scrapeMetrics(t, inst.URL) // the pull path works with the push on
 			deadline := time.Now().Add(5 * time.Second)
 			for time.Now().Before(deadline) && !(slices.Contains(rcv.MetricNames(), "checkout_attempts_total") &&
-				slices.Contains(rcv.MetricNames(), "sale_items_sold")) {
+				slices.Contains(rcv.MetricNames(), "sale_items_sold_current")) {
 				time.Sleep(50 * time.Millisecond)
 			}
 			inst.Stop(t) // flushes the batch span processor
@@ -47,7 +47,7 @@ func TestOTLPExport(t *testing.T) {
 				}
 			}
 			for _, want := range []string{"checkout_attempts_total", "http_request_duration_seconds", "http_requests_total",
-				"sale_items_sold", "db_query_duration_seconds", "redis_command_duration_seconds", "redis_lock_attempts_total"} {
+				"sale_items_sold_current", "db_query_duration_seconds", "redis_command_duration_seconds", "redis_lock_attempts_total"} {
 				if !slices.Contains(rcv.MetricNames(), want) {
 					t.Errorf("metric %q not received", want)
 				}

@@ -21,8 +21,14 @@ type SaleStore struct {
 }
 
 // NewSaleStore returns a SaleStore and registers the sale_items_total and
-// sale_items_sold gauges, which read the active sale's authoritative counts
-// at each collection, so every instance reports the same values.
+// sale_items_sold_current gauges, which read the active sale's authoritative
+// counts at each collection, so every instance reports the same values.
+//
+// The seed named the sold gauge sale_items_sold; in OpenMetrics that is also
+// the family of the counter sale_items_sold_total, and one name cannot carry
+// two families, so the gauge is exposed as sale_items_sold_current and
+// Prometheus records sale_items_sold from it (prometheus/rules/
+// flashsale-recording.yml) for the seed's queries.
 func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 	s := &SaleStore{db: db}
 	m := mp.Meter(instrumentationName)
@@ -31,10 +37,10 @@ func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sale_items_total: %w", err)
 	}
-	sold, err := m.Int64ObservableGauge("sale_items_sold",
+	sold, err := m.Int64ObservableGauge("sale_items_sold_current",
 		metric.WithDescription("Number of items sold in the active sale, read from the database"))
 	if err != nil {
-		return nil, fmt.Errorf("sale_items_sold: %w", err)
+		return nil, fmt.Errorf("sale_items_sold_current: %w", err)
 	}
 	active, err := m.Int64ObservableGauge("sale_active",
 		metric.WithDescription("Whether a sale is running (1) or not (0), read from the database"))

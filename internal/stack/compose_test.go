@@ -13,6 +13,7 @@ package stack
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -37,6 +38,7 @@ const (
 	dockerfilePath     = "Dockerfile"
 	dockerignorePath   = ".dockerignore"
 	prometheusPath     = "prometheus/prometheus.yml"
+	prometheusOTLPPath = "prometheus/prometheus-otlp.yml"
 	collectorPath      = "otel-collector/config.yaml"
 	collectorBuildPath = "otel-collector/builder-config.yaml"
 	datasourcesPath    = "grafana/provisioning/datasources/datasources.yml"
@@ -50,8 +52,10 @@ const (
 	svcRedis      = "redis"
 	svcCollector  = "otel-collector"
 	svcPrometheus = "prometheus"
-	svcGrafana    = "grafana"
-	svcJaeger     = "jaeger"
+	// svcPrometheusOTLP stores the metrics pushed over OTLP, through the Collector.
+	svcPrometheusOTLP = "prometheus-otlp"
+	svcGrafana        = "grafana"
+	svcJaeger         = "jaeger"
 )
 
 // ---------------------------------------------------------------------------
@@ -62,7 +66,7 @@ func TestComposeServices(t *testing.T) {
 	if s.interpolateErr != nil {
 		t.Errorf("%s: %v: give it a default (${VAR:-default}) so the stack starts with an empty environment", composePath, s.interpolateErr)
 	}
-	for _, name := range []string{svcApp, svcPostgres, svcRedis, svcCollector, svcPrometheus, svcGrafana, svcJaeger} {
+	for _, name := range []string{svcApp, svcPostgres, svcRedis, svcCollector, svcPrometheus, svcPrometheusOTLP, svcGrafana, svcJaeger} {
 		if s.compose.Services[name] == nil {
 			t.Errorf("%s: service %q of the documented stack layout is missing", composePath, name)
 		}
@@ -353,65 +357,77 @@ func TestComposeAppExportsToCollector(t *testing.T) {
 	}
 }
 
-// TestPrometheusTargets: every scrape target names a compose service and a port it
-// listens on; the documented jobs scrape the documented targets; rule files resolve.
+// promServers are the stack's two Prometheus servers: the service's /metrics and the
+// Collector's own telemetry in one, the metrics pushed over OTLP (the Collector's
+// prometheus exporter) in the other, so that each stores one copy of each series. jobs
+// are the documented job -> target of each config; honorLabels the jobs that keep the
+// scraped series' own job/instance.
+var promServers = []promServer{
+	{svcPrometheus, prometheusPath, func(s *stackFiles) map[string]string {
+		return map[string]string{"flashsale": svcApp + ":" + s.appMetricsPort(), "otel-collector": svcCollector + ":8888"}
+	}, nil},
+	{svcPrometheusOTLP, prometheusOTLPPath, func(s *stackFiles) map[string]string {
+		return map[string]string{"otel-collector-exporter": svcCollector + ":8889"}
+	}, []string{"otel-collector-exporter"}},
+}
+
+// promServer is one Prometheus of the stack layout.
+type promServer struct {
+	service, config string
+	jobs            func(s *stackFiles) map[string]string
+	honorLabels     []string
+}
+
+// promConfig is the part of a Prometheus config the checks read.
+type promConfig struct {
+	RuleFiles     []string `yaml:"rule_files"`
+	ScrapeConfigs []struct {
+		JobName       string `yaml:"job_name"`
+		HonorLabels   bool   `yaml:"honor_labels"`
+		StaticConfigs []struct {
+			Targets []string `yaml:"targets"`
+		} `yaml:"static_configs"`
+	} `yaml:"scrape_configs"`
+}
+
+// TestPrometheusTargets: for each of the stack's Prometheus servers, every scrape target
+// names a compose service and a port it listens on; the documented jobs scrape the
+// documented targets and nothing else; rule files resolve; the compose service runs that
+// config with exemplar storage.
 func TestPrometheusTargets(t *testing.T) {
 	s := loadStack(t)
-	var cfg struct {
-		RuleFiles     []string `yaml:"rule_files"`
-		ScrapeConfigs []struct {
-			JobName       string `yaml:"job_name"`
-			StaticConfigs []struct {
-				Targets []string `yaml:"targets"`
-			} `yaml:"static_configs"`
-		} `yaml:"scrape_configs"`
-	}
-	if err := yaml.Unmarshal(s.read(t, prometheusPath), &cfg); err != nil {
-		t.Fatalf("%s: %v", prometheusPath, err)
-	}
 	col := s.collector(t)
-	jobs := map[string][]string{}
-	for _, sc := range cfg.ScrapeConfigs {
-		for _, st := range sc.StaticConfigs {
-			for _, target := range st.Targets {
-				jobs[sc.JobName] = append(jobs[sc.JobName], target)
-				host, port, err := net.SplitHostPort(target)
-				if err != nil {
-					t.Errorf("%s: job %q: target %q is not host:port", prometheusPath, sc.JobName, target)
-					continue
+	for _, srv := range promServers {
+		t.Run(srv.service, func(t *testing.T) {
+			var cfg promConfig
+			if err := yaml.Unmarshal(s.read(t, srv.config), &cfg); err != nil {
+				t.Fatalf("%s: %v", srv.config, err)
+			}
+			jobs := map[string][]string{}
+			for _, sc := range cfg.ScrapeConfigs {
+				if sc.HonorLabels != slices.Contains(srv.honorLabels, sc.JobName) {
+					t.Errorf("%s: job %q has honor_labels %v, expected %v", srv.config, sc.JobName, sc.HonorLabels, !sc.HonorLabels)
 				}
-				if isLoopback(host) { // Prometheus scraping itself
-					if _, ok := s.declaredPorts(svcPrometheus)[port]; !ok {
-						t.Errorf("%s: job %q: target %q: prometheus does not listen on %s", prometheusPath, sc.JobName, target, port)
-					}
-					continue
-				}
-				s.checkHostPort(t, prometheusPath+" job "+strconv.Quote(sc.JobName)+" target", target, "", "")
-				switch host {
-				case svcApp:
-					if want := s.appMetricsPort(); port != want {
-						t.Errorf("%s: job %q scrapes %s, but flashsale serves /metrics on port %s (HTTP_ADDR/METRICS_ADDR)", prometheusPath, sc.JobName, target, want)
-					}
-				case svcCollector:
-					l, ok := col.listeners[port]
-					switch {
-					case !ok:
-						t.Errorf("%s: job %q scrapes %s, but %s configures no listener on port %s (listeners: %s)", prometheusPath, sc.JobName, target, collectorPath, port, col.describeListeners())
-					case isLoopback(l.host):
-						t.Errorf("%s: job %q scrapes %s, but %s binds the %s to loopback, %s: prometheus cannot reach it", prometheusPath, sc.JobName, target, collectorPath, l.what, l)
+				for _, st := range sc.StaticConfigs {
+					for _, target := range st.Targets {
+						jobs[sc.JobName] = append(jobs[sc.JobName], target)
+						s.checkPromTarget(t, col, srv.service, srv.config, sc.JobName, target)
 					}
 				}
 			}
-		}
-	}
-	for job, want := range map[string]string{
-		"flashsale":               svcApp + ":" + s.appMetricsPort(),
-		"otel-collector":          svcCollector + ":8888",
-		"otel-collector-exporter": svcCollector + ":8889",
-	} {
-		if !slices.Contains(jobs[job], want) {
-			t.Errorf("%s: job %q must scrape %s (stack layout), has %v", prometheusPath, job, want, jobs[job])
-		}
+			want := srv.jobs(s)
+			for job, target := range want {
+				if !slices.Equal(jobs[job], []string{target}) {
+					t.Errorf("%s: job %q must scrape %s only (stack layout), has %v", srv.config, job, target, jobs[job])
+				}
+			}
+			for job := range jobs {
+				if _, ok := want[job]; !ok {
+					t.Errorf("%s: job %q is not in the stack layout (%v)", srv.config, job, sortedKeys(want))
+				}
+			}
+			s.checkPromService(t, srv.service, srv.config, cfg.RuleFiles)
+		})
 	}
 	if l, ok := col.listeners["8889"]; ok && l.what != "prometheus exporter" {
 		t.Errorf("%s: port 8889 is the %s, expected the prometheus exporter (stack layout)", collectorPath, l.what)
@@ -419,38 +435,119 @@ func TestPrometheusTargets(t *testing.T) {
 	if l, ok := col.listeners["8888"]; ok && l.what != "telemetry metrics" {
 		t.Errorf("%s: port 8888 is the %s, expected the collector's own telemetry (stack layout)", collectorPath, l.what)
 	}
+}
 
-	// Rule files, relative to the config file's directory inside the container.
-	prom := s.service(t, svcPrometheus)
+// TestPrometheusStoresOnce: no target is scraped by two Prometheus servers of the stack,
+// and no server scrapes both the service's /metrics and the Collector's prometheus
+// exporter, which re-exposes the same series pushed over OTLP: each series is stored
+// once per database.
+func TestPrometheusStoresOnce(t *testing.T) {
+	s := loadStack(t)
+	scrapedBy := map[string][]string{} // target -> configs
+	for _, srv := range promServers {
+		var cfg promConfig
+		if err := yaml.Unmarshal(s.read(t, srv.config), &cfg); err != nil {
+			t.Fatalf("%s: %v", srv.config, err)
+		}
+		both := map[string]bool{}
+		for _, sc := range cfg.ScrapeConfigs {
+			for _, st := range sc.StaticConfigs {
+				for _, target := range st.Targets {
+					scrapedBy[target] = append(scrapedBy[target], srv.config)
+					switch target {
+					case svcApp + ":" + s.appMetricsPort():
+						both["the service's /metrics"] = true
+					case svcCollector + ":8889":
+						both["the Collector's prometheus exporter"] = true
+					}
+				}
+			}
+		}
+		if len(both) == 2 {
+			t.Errorf("%s scrapes %v: every series of the service would be stored twice", srv.config, sortedKeys(both))
+		}
+	}
+	for target, configs := range scrapedBy {
+		if len(configs) > 1 {
+			t.Errorf("%s is scraped by %v: its series would be stored twice", target, configs)
+		}
+	}
+	// Every Prometheus of the compose file is one of the documented ones.
+	for _, name := range s.serviceNames() {
+		repo, _, _ := parseImageRef(s.compose.Services[name].Image)
+		if strings.HasSuffix(repo, "prom/prometheus") && !slices.ContainsFunc(promServers, func(p promServer) bool { return p.service == name }) {
+			t.Errorf("%s: service %q runs Prometheus but is not in the stack layout's servers", composePath, name)
+		}
+	}
+}
+
+// checkPromTarget: one scrape target of config (run by the compose service promSvc)
+// names a compose service and a port it listens on.
+func (s *stackFiles) checkPromTarget(t *testing.T, col *collectorConfig, promSvc, config, job, target string) {
+	t.Helper()
+	host, port, err := net.SplitHostPort(target)
+	if err != nil {
+		t.Errorf("%s: job %q: target %q is not host:port", config, job, target)
+		return
+	}
+	if isLoopback(host) { // Prometheus scraping itself
+		if _, ok := s.declaredPorts(promSvc)[port]; !ok {
+			t.Errorf("%s: job %q: target %q: %s does not listen on %s", config, job, target, promSvc, port)
+		}
+		return
+	}
+	s.checkHostPort(t, config+" job "+strconv.Quote(job)+" target", target, "", "")
+	switch host {
+	case svcApp:
+		if want := s.appMetricsPort(); port != want {
+			t.Errorf("%s: job %q scrapes %s, but flashsale serves /metrics on port %s (HTTP_ADDR/METRICS_ADDR)", config, job, target, want)
+		}
+	case svcCollector:
+		l, ok := col.listeners[port]
+		switch {
+		case !ok:
+			t.Errorf("%s: job %q scrapes %s, but %s configures no listener on port %s (listeners: %s)", config, job, target, collectorPath, port, col.describeListeners())
+		case isLoopback(l.host):
+			t.Errorf("%s: job %q scrapes %s, but %s binds the %s to loopback, %s: prometheus cannot reach it", config, job, target, collectorPath, l.what, l)
+		}
+	}
+}
+
+// checkPromService: the compose service name runs config (its --config.file is that
+// file through a bind mount), its rule files resolve inside its mounts, and it stores
+// exemplars.
+func (s *stackFiles) checkPromService(t *testing.T, name, config string, ruleFiles []string) {
+	t.Helper()
+	prom := s.service(t, name)
 	configFile := flagValue(prom.Command, "--config.file")
 	if configFile == "" {
 		configFile = "/etc/prometheus/prometheus.yml" // the image's default
 	}
 	hostConfig, ok := prom.hostPath(configFile)
 	if !ok {
-		t.Fatalf("%s: prometheus --config.file %s is not inside a bind mount of the repository", composePath, configFile)
+		t.Fatalf("%s: %s --config.file %s is not inside a bind mount of the repository", composePath, name, configFile)
 	}
-	if filepath.Clean(hostConfig) != filepath.Clean("./"+prometheusPath) {
-		t.Errorf("%s: prometheus --config.file %s is %s in the repository, expected %s", composePath, configFile, hostConfig, prometheusPath)
+	if filepath.Clean(hostConfig) != filepath.Clean("./"+config) {
+		t.Errorf("%s: %s --config.file %s is %s in the repository, expected %s", composePath, name, configFile, hostConfig, config)
 	}
-	for _, rf := range cfg.RuleFiles {
+	for _, rf := range ruleFiles {
 		containerGlob := rf
 		if !path.IsAbs(rf) {
 			containerGlob = path.Join(path.Dir(configFile), rf)
 		}
 		hostGlob, ok := prom.hostPath(containerGlob)
 		if !ok {
-			t.Errorf("%s: rule_files %q (%s in the container) is outside the bind mounts of the prometheus service", prometheusPath, rf, containerGlob)
+			t.Errorf("%s: rule_files %q (%s in the container) is outside the bind mounts of the %s service", config, rf, containerGlob, name)
 			continue
 		}
 		matches, _ := filepath.Glob(filepath.Join(s.root, filepath.FromSlash(hostGlob)))
 		if len(matches) == 0 {
-			t.Errorf("%s: rule_files %q matches no file (%s in the repository)", prometheusPath, rf, hostGlob)
+			t.Errorf("%s: rule_files %q matches no file (%s in the repository)", config, rf, hostGlob)
 		}
 	}
 	for _, want := range []string{"--enable-feature=exemplar-storage", "--web.enable-lifecycle"} {
 		if !slices.Contains(prom.Command, want) {
-			t.Errorf("%s: prometheus command lacks %s", composePath, want)
+			t.Errorf("%s: %s command lacks %s", composePath, name, want)
 		}
 	}
 }
@@ -513,8 +610,9 @@ func TestGrafanaDatasources(t *testing.T) {
 	}
 	uids := map[string]bool{}
 	want := map[string]struct{ typ, service, port string }{
-		"prometheus": {"prometheus", svcPrometheus, "9090"},
-		"jaeger":     {"jaeger", svcJaeger, "16686"},
+		"prometheus":      {"prometheus", svcPrometheus, "9090"},
+		"prometheus-otlp": {"prometheus", svcPrometheusOTLP, "9090"},
+		"jaeger":          {"jaeger", svcJaeger, "16686"},
 	}
 	for _, ds := range cfg.Datasources {
 		uids[ds.UID] = true
@@ -544,9 +642,9 @@ func TestGrafanaDatasources(t *testing.T) {
 			t.Errorf("%s: no datasource with uid %q (dashboards and exemplar links refer to it)", datasourcesPath, uid)
 		}
 	}
-	// Exemplars: trace_id label, linked to the jaeger datasource.
+	// Exemplars: trace_id label, linked to the jaeger datasource, on both Prometheus.
 	for _, ds := range cfg.Datasources {
-		if ds.UID != "prometheus" {
+		if ds.Type != "prometheus" {
 			continue
 		}
 		dests, _ := ds.JSONData["exemplarTraceIdDestinations"].([]any)
@@ -559,6 +657,69 @@ func TestGrafanaDatasources(t *testing.T) {
 		}
 		if !ok {
 			t.Errorf("%s: datasource %q needs jsonData.exemplarTraceIdDestinations {name: trace_id, datasourceUid: jaeger}", datasourcesPath, ds.Name)
+		}
+	}
+}
+
+// TestGrafanaDashboardDatasource: each dashboard reads Prometheus through its
+// ${datasource} variable (type datasource, plugin prometheus), never a fixed uid, so it
+// imports into another Grafana unchanged and switches between the stack's two
+// Prometheus servers.
+func TestGrafanaDashboardDatasource(t *testing.T) {
+	s := loadStack(t)
+	files, _ := filepath.Glob(filepath.Join(s.root, "grafana", "dashboards", "*.json"))
+	if len(files) == 0 {
+		t.Fatal("no grafana/dashboards/*.json")
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var d struct {
+			Templating struct {
+				List []struct {
+					Name  string `json:"name"`
+					Type  string `json:"type"`
+					Query any    `json:"query"`
+				} `json:"list"`
+			} `json:"templating"`
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		ok := false
+		for _, v := range d.Templating.List {
+			ok = ok || (v.Name == "datasource" && v.Type == "datasource" && v.Query == "prometheus")
+		}
+		if !ok {
+			t.Errorf("%s: no template variable datasource {type: datasource, query: prometheus}", f)
+		}
+		var doc any
+		_ = json.Unmarshal(b, &doc)
+		refs := 0
+		var walk func(at string, v any)
+		walk = func(at string, v any) {
+			switch v := v.(type) {
+			case map[string]any:
+				if ds, ok := v["datasource"].(map[string]any); ok && ds["type"] == "prometheus" {
+					refs++
+					if ds["uid"] != "${datasource}" {
+						t.Errorf("%s: %s: datasource uid %v, want ${datasource}", filepath.Base(f), at, ds["uid"])
+					}
+				}
+				for _, k := range sortedKeys(v) {
+					walk(at+"."+k, v[k])
+				}
+			case []any:
+				for i, e := range v {
+					walk(fmt.Sprintf("%s[%d]", at, i), e)
+				}
+			}
+		}
+		walk("", doc)
+		if refs == 0 {
+			t.Errorf("%s: no Prometheus datasource reference", f)
 		}
 	}
 }

@@ -4,11 +4,13 @@ package stack
 // container engine: the service (built from ./cmd/flashsale), its own Redis, the shared
 // PostgreSQL (a fresh database from testenv), the OpenTelemetry Collector running
 // otel-collector/config.yaml unchanged (only its ${env:...} addresses overridden) with
-// traces going to an in-process OTLP/gRPC sink, and Prometheus running a config derived
-// from prometheus/prometheus.yml with the repository's rule files. A short scripted sale
-// goes through the API; then Prometheus's HTTP API must show every target up, every
-// Grafana panel expression answering, every rule healthy, the counters equal to what was
-// sent on both paths (direct scrape and through the Collector), traces forwarded, exemplars
+// traces going to an in-process OTLP/gRPC sink, and two Prometheus servers running
+// configs derived from prometheus/prometheus.yml (the service's /metrics) and
+// prometheus/prometheus-otlp.yml (the Collector's exporter) with the repository's rule
+// files. A short scripted sale goes through the API; then Prometheus's HTTP API must show
+// every target up, every Grafana panel expression answering, every rule healthy, the
+// counters equal to what was sent on both paths (direct scrape and through the Collector),
+// each stored once in its Prometheus, traces forwarded, exemplars
 // pointing at forwarded traces, and FlashsaleRedisUnreachable firing while the Redis is
 // stopped and resolving once it is back.
 //
@@ -55,7 +57,7 @@ const (
 	e2eSaleItems          = 300
 )
 
-// Jobs of prometheus/prometheus.yml.
+// Jobs of prometheus/prometheus.yml and (the exporter) prometheus/prometheus-otlp.yml.
 const (
 	jobApp               = "flashsale"
 	jobCollector         = "otel-collector"
@@ -68,16 +70,21 @@ type e2eStack struct {
 	root       string
 	tmp        string
 	redisBin   string
+	promBin    string
 	redisPort  int
 	redis      *proc
 	collector  *proc
 	app        *proc
-	prometheus *proc
-	sink       *testenv.OTLPReceiver
-	prom       *promClient
-	api        *apiClient
-	targets    map[string]string // job -> host:port
-	ruleFiles  []string          // absolute paths of the rule files Prometheus loads
+	prometheus *proc // the service's /metrics and the collector's own telemetry
+	// prometheusOTLP stores the metrics pushed over OTLP (the collector's exporter).
+	prometheusOTLP *proc
+	sink           *testenv.OTLPReceiver
+	prom           *promClient
+	promOTLP       *promClient
+	api            *apiClient
+	targets        map[string]string // job -> host:port, of prometheus
+	targetsOTLP    map[string]string // job -> host:port, of prometheusOTLP
+	ruleFiles      []string          // absolute paths of the rule files both Prometheus load
 	// recordingRules are the recording rules' names, once the rules check has passed.
 	recordingRules []string
 	timings        []string // "what duration", logged together at the end
@@ -89,7 +96,9 @@ func (s *e2eStack) timing(what string, d time.Duration) {
 }
 
 // watched are the processes whose death fails any wait.
-func (s *e2eStack) watched() []*proc { return []*proc{s.collector, s.app, s.prometheus} }
+func (s *e2eStack) watched() []*proc {
+	return []*proc{s.collector, s.app, s.prometheus, s.prometheusOTLP}
+}
 
 func (s *e2eStack) waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) time.Duration {
 	t.Helper()
@@ -109,14 +118,17 @@ func TestStack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &e2eStack{owner: t, root: root, tmp: t.TempDir(), redisBin: redisBin}
-	s.start(t, otelcol, promBin, dbURL)
+	s := &e2eStack{owner: t, root: root, tmp: t.TempDir(), redisBin: redisBin, promBin: promBin}
+	s.start(t, otelcol, dbURL)
 	s.timing("stack up", time.Since(begin))
-	t.Logf("stack up in %s (service %s, collector %s/%s, prometheus %s)", time.Since(begin).Round(time.Millisecond),
-		s.targets[jobApp], s.targets[jobCollector], s.targets[jobCollectorExporter], s.prom.base)
+	t.Logf("stack up in %s (service %s, collector %s/%s, prometheus %s, prometheus-otlp %s)", time.Since(begin).Round(time.Millisecond),
+		s.targets[jobApp], s.targets[jobCollector], s.targetsOTLP[jobCollectorExporter], s.prom.base, s.promOTLP.base)
 
 	// Every target up before the traffic, so that Prometheus sees the sale as it happens.
-	if !t.Run("targets", func(t *testing.T) { s.checkTargets(t) }) {
+	if !t.Run("targets", func(t *testing.T) {
+		s.checkTargets(t, "prometheus", s.prom, s.targets)
+		s.checkTargets(t, "prometheus-otlp", s.promOTLP, s.targetsOTLP)
+	}) {
 		t.FailNow()
 	}
 
@@ -187,7 +199,7 @@ func TestStack(t *testing.T) {
 // ---------------------------------------------------------------------------
 // Start-up
 
-func (s *e2eStack) start(t *testing.T, otelcol, promBin, dbURL string) {
+func (s *e2eStack) start(t *testing.T, otelcol, dbURL string) {
 	t.Helper()
 	pp := &ports{t: t, used: map[int]bool{}}
 
@@ -253,26 +265,37 @@ func (s *e2eStack) start(t *testing.T, otelcol, promBin, dbURL string) {
 		return code == 200, fmt.Sprintf("status %d, %v", code, err)
 	})
 
-	// Prometheus, with the derived config.
+	// The two Prometheus servers, with configs derived from the repository's: the
+	// service's /metrics and the collector's own telemetry in one, the metrics pushed
+	// over OTLP (the collector's prometheus exporter) in the other.
 	s.targets = map[string]string{
-		jobApp:               app,
-		jobCollector:         loopback(telemetryPort),
-		jobCollectorExporter: exporter,
+		jobApp:       app,
+		jobCollector: loopback(telemetryPort),
 	}
+	s.targetsOTLP = map[string]string{jobCollectorExporter: exporter}
+	s.prometheus, s.prom, s.ruleFiles = s.startPrometheus(t, pp, "prometheus", "prometheus.yml", s.targets)
+	s.prometheusOTLP, s.promOTLP, _ = s.startPrometheus(t, pp, "prometheus-otlp", "prometheus-otlp.yml", s.targetsOTLP)
+}
+
+// startPrometheus starts a Prometheus (named name in logs) on a config derived from
+// prometheus/<config> with the test's targets and intervals, and waits until it is
+// ready. It returns the process, a client of its API and the rule files it loads.
+func (s *e2eStack) startPrometheus(t *testing.T, pp *ports, name, config string, targets map[string]string) (*proc, *promClient, []string) {
+	t.Helper()
 	promDir := filepath.Join(s.root, "prometheus")
-	src, err := os.ReadFile(filepath.Join(promDir, "prometheus.yml"))
+	src, err := os.ReadFile(filepath.Join(promDir, config))
 	if err != nil {
 		t.Fatal(err)
 	}
 	derived, err := derivePrometheusConfig(src, promOverlay{
-		Targets:            s.targets,
+		Targets:            targets,
 		ScrapeInterval:     e2eScrapeInterval,
 		JobScrapeInterval:  map[string]string{jobApp: e2eAppScrapeInterval},
 		EvaluationInterval: e2eEvaluationInterval,
 		RuleDir:            promDir,
 	})
 	if err != nil {
-		t.Fatalf("derive the test's Prometheus config from prometheus/prometheus.yml: %v", err)
+		t.Fatalf("derive the test's Prometheus config from prometheus/%s: %v", config, err)
 	}
 	var parsed struct {
 		RuleFiles []string `yaml:"rule_files"`
@@ -280,34 +303,40 @@ func (s *e2eStack) start(t *testing.T, otelcol, promBin, dbURL string) {
 	if err := yaml.Unmarshal(derived, &parsed); err != nil {
 		t.Fatal(err)
 	}
+	var ruleFiles []string
 	for _, pattern := range parsed.RuleFiles {
 		m, err := filepath.Glob(pattern)
 		if err != nil || len(m) == 0 {
-			t.Fatalf("rule_files entry %s matches no file (%v)", pattern, err)
+			t.Fatalf("%s: rule_files entry %s matches no file (%v)", config, pattern, err)
 		}
-		s.ruleFiles = append(s.ruleFiles, m...)
+		ruleFiles = append(ruleFiles, m...)
 	}
-	cfgPath := filepath.Join(s.tmp, "prometheus.yml")
+	dir := filepath.Join(s.tmp, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, config)
 	if err := os.WriteFile(cfgPath, derived, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("---- derived Prometheus config ----\n%s", derived)
+			t.Logf("---- derived Prometheus config %s ----\n%s", config, derived)
 		}
 	})
-	promAddr := loopback(pp.next())
-	s.prometheus = startProc(t, t, "prometheus", s.tmp, baseEnv(), promBin,
+	addr := loopback(pp.next())
+	p := startProc(t, t, name, dir, baseEnv(), s.promBin,
 		"--config.file="+cfgPath,
-		"--storage.tsdb.path="+filepath.Join(s.tmp, "tsdb"),
-		"--web.listen-address="+promAddr,
+		"--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
+		"--web.listen-address="+addr,
 		"--enable-feature=exemplar-storage",
 		"--web.enable-lifecycle")
-	s.prom = &promClient{base: "http://" + promAddr, hc: &http.Client{Timeout: 20 * time.Second}}
-	s.waitFor(t, time.Minute, "Prometheus /-/ready at "+promAddr, func() (bool, string) {
-		code, err := httpStatus("http://" + promAddr + "/-/ready")
+	client := &promClient{base: "http://" + addr, hc: &http.Client{Timeout: 20 * time.Second}}
+	waitFor(t, time.Minute, name+" /-/ready at "+addr, append(s.watched(), p), func() (bool, string) {
+		code, err := httpStatus("http://" + addr + "/-/ready")
 		return code == 200, fmt.Sprintf("status %d, %v", code, err)
 	})
+	return p, client, ruleFiles
 }
 
 // checkCollectorEnv fails when otel-collector/config.yaml reads an address variable the
@@ -359,16 +388,17 @@ func (s *e2eStack) activeSale(t *testing.T) sale {
 // ---------------------------------------------------------------------------
 // Assertions
 
-// checkTargets: every job's one target is up, at the test's address.
-func (s *e2eStack) checkTargets(t *testing.T) {
-	s.waitFor(t, time.Minute, "every scrape target up", func() (bool, string) {
-		active, dropped, err := s.prom.targets()
+// checkTargets: every job's one target is up on prom, at the test's address, and prom
+// scrapes nothing else.
+func (s *e2eStack) checkTargets(t *testing.T, name string, prom *promClient, targets map[string]string) {
+	s.waitFor(t, time.Minute, "every scrape target of "+name+" up", func() (bool, string) {
+		active, dropped, err := prom.targets()
 		if err != nil {
 			return false, err.Error()
 		}
 		var status []string
 		ok := dropped == 0
-		for _, job := range sortedKeys(s.targets) {
+		for _, job := range sortedKeys(targets) {
 			n := 0
 			for _, tg := range active {
 				if tg.Labels["job"] != job {
@@ -376,7 +406,7 @@ func (s *e2eStack) checkTargets(t *testing.T) {
 				}
 				n++
 				u, _ := url.Parse(tg.ScrapeURL)
-				if tg.Health != "up" || u == nil || u.Host != s.targets[job] {
+				if tg.Health != "up" || u == nil || u.Host != targets[job] {
 					ok = false
 				}
 				status = append(status, fmt.Sprintf("%s %s %s %q", job, tg.ScrapeURL, tg.Health, tg.LastError))
@@ -386,7 +416,7 @@ func (s *e2eStack) checkTargets(t *testing.T) {
 				status = append(status, fmt.Sprintf("%s: %d targets", job, n))
 			}
 		}
-		if len(active) != len(s.targets) || dropped != 0 {
+		if len(active) != len(targets) || dropped != 0 {
 			status = append(status, fmt.Sprintf("%d active targets, %d dropped", len(active), dropped))
 			ok = false
 		}
@@ -438,31 +468,41 @@ func (s *e2eStack) checkCounters(t *testing.T, trafficEnd time.Time, sl sale) {
 		}
 	}
 	exact(`checkout_attempts_total{job="flashsale"}`, float64(ta.checkouts))
+	exact(`count(checkout_attempts_total)`, 1) // stored once: the OTLP copy is in the other Prometheus
 	exact(`checkout_success_total{job="flashsale"}`, float64(ta.checkoutSuccess))
 	byReason("checkout_failure_total", ta.checkoutFailure)
 	exact(`purchase_attempts_total{job="flashsale"}`, float64(ta.purchases))
 	exact(`purchase_success_total{job="flashsale"}`, float64(ta.purchaseSuccess))
 	byReason("purchase_failure_total", ta.purchaseFailure)
 	exact(`sale_items_sold_total{job="flashsale"}`, float64(sl.ItemsSold))
-	exact(`sale_items_sold{job="flashsale"}`, float64(sl.ItemsSold))
+	exact(`sale_items_sold_current{job="flashsale"}`, float64(sl.ItemsSold))
 	exact(`sale_items_total{job="flashsale"}`, float64(sl.TotalItems))
 	exact(`sale_active{job="flashsale"}`, 1)
 	t.Logf("direct scrape: counters equal the traffic's tally (%d checkouts, %d purchases)", ta.checkouts, ta.purchases)
+	// The seed's name of the sold gauge, recorded by a rule at the next evaluation.
+	s.waitFor(t, 30*time.Second, "the recorded sale_items_sold to equal the sale's", func() (bool, string) {
+		v, err := s.prom.query(`sale_items_sold{job="flashsale"}`)
+		if err != nil || len(v) != 1 {
+			return false, fmt.Sprintf("%v %v", v, err)
+		}
+		return v[0].value() == float64(sl.ItemsSold), v[0].String()
+	})
 	if v, err := s.prom.query(`redis_lock_failure_total{job="flashsale",lock_type="purchase",reason="contended"}`); err == nil && len(v) == 1 {
 		// Not asserted: whether a double-fired purchase meets the other's lock is timing.
 		t.Logf("contended purchase lock attempts: %v", v[0].value())
 	}
 
-	// Through the collector: the exporter's job/instance (service.name and
-	// service.instance.id) arrive as exported_job/exported_instance (honor_labels: false).
+	// Through the collector, in the other Prometheus: the exporter's job/instance
+	// (service.name and service.instance.id) are kept (honor_labels: true), so the
+	// series read as on the direct path.
 	var labels map[string]string
 	for _, m := range []struct {
 		name string
 		want int
 	}{{"checkout_attempts_total", ta.checkouts}, {"checkout_success_total", ta.checkoutSuccess}, {"purchase_attempts_total", ta.purchases}} {
-		expr := m.name + `{job="otel-collector-exporter"}`
-		s.waitFor(t, time.Minute, fmt.Sprintf("%s = %d", expr, m.want), func() (bool, string) {
-			v, err := s.prom.query(expr)
+		expr := m.name + `{job="flashsale"}`
+		s.waitFor(t, time.Minute, fmt.Sprintf("%s = %d on prometheus-otlp", expr, m.want), func() (bool, string) {
+			v, err := s.promOTLP.query(expr)
 			if err != nil || len(v) != 1 {
 				return false, fmt.Sprintf("%v %v", v, err)
 			}
@@ -470,9 +510,9 @@ func (s *e2eStack) checkCounters(t *testing.T, trafficEnd time.Time, sl sale) {
 			return v[0].value() == float64(m.want), v[0].String()
 		})
 	}
-	want := map[string]string{
-		"__name__": "purchase_attempts_total", "job": jobCollectorExporter, "instance": s.targets[jobCollectorExporter],
-		"exported_job": "flashsale", "exported_instance": e2eInstanceID,
+	want := map[string]string{"__name__": "purchase_attempts_total", "job": "flashsale", "instance": e2eInstanceID}
+	if v, err := s.promOTLP.query(`count(checkout_attempts_total)`); err != nil || len(v) != 1 || v[0].value() != 1 {
+		t.Errorf("count(checkout_attempts_total) on prometheus-otlp = %v, %v; want 1 (one copy of each series)", v, err)
 	}
 	if fmt.Sprint(labels) != fmt.Sprint(want) {
 		t.Errorf("labels through the collector: %v, want %v", labels, want)
