@@ -96,6 +96,7 @@ type Server struct {
 	adminHash    [sha256.Size]byte // SHA-256 of the admin token
 
 	checks       []check // sorted by name
+	readings     readings
 	started      time.Time
 	shuttingDown atomic.Bool
 
@@ -175,6 +176,7 @@ func NewServer(svc *flashsale.Service, opts Options) (*Server, error) {
 		}
 		s.checks = append(s.checks, check{name: name, fn: fn})
 	}
+	s.readings = s.newReadings()
 	if err := s.registerAdmissionGauge(mp.Meter(instrumentationName)); err != nil {
 		return nil, fmt.Errorf("httpapi: create instruments: %w", err)
 	}
