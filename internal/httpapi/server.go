@@ -100,9 +100,11 @@ type Server struct {
 	started      time.Time
 	shuttingDown atomic.Bool
 
-	limits    *RateLimits   // nil: no abuse limits
-	slots     chan struct{} // admission: one token per API request in flight; nil: no bound
-	queueWait time.Duration
+	limits     *RateLimits   // nil: no abuse limits
+	addrs      *RateLimits   // the client address as the limits see it, limits on or off
+	adminGuard *adminGuard   // failed admin authentications by client address
+	slots      chan struct{} // admission: one token per API request in flight; nil: no bound
+	queueWait  time.Duration
 
 	mux          *http.ServeMux
 	adminMux     *http.ServeMux   // the admin API when served on its own; else nil
@@ -162,13 +164,18 @@ func NewServer(svc *flashsale.Service, opts Options) (*Server, error) {
 	if opts.MaxInFlight > 0 {
 		s.slots = make(chan struct{}, opts.MaxInFlight)
 	}
-	if rl := opts.RateLimits; rl.active() {
-		rl.log = log
-		if err := rl.prepare(); err != nil {
-			return nil, err
-		}
+	rl := opts.RateLimits
+	if rl == nil {
+		rl = &RateLimits{}
+	}
+	rl.log = log
+	if err := rl.prepare(); err != nil {
+		return nil, err
+	}
+	if rl.active() {
 		s.limits = rl
 	}
+	s.addrs, s.adminGuard = rl, newAdminGuard()
 	for _, name := range slices.Sorted(maps.Keys(opts.Checks)) {
 		fn := opts.Checks[name]
 		if fn == nil {
