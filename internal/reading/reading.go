@@ -7,6 +7,7 @@ package reading
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -68,12 +69,19 @@ func (c *Cache[V]) Get(ctx context.Context, key string) (V, error) {
 	if e, ok := c.fresh(key); ok {
 		return e.val, e.err
 	}
-	ch := c.flights.DoChan(key, func() (any, error) {
+	ch := c.flights.DoChan(key, func() (_ any, err error) {
 		// A read that ended between the look-up above and this flight
 		// has left a fresh reading.
 		if e, ok := c.fresh(key); ok {
 			return e.val, e.err
 		}
+		// singleflight re-panics a DoChan panic where no one can recover
+		// it: the callers get an error instead, and nothing is kept.
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("reading %q panicked: %v", key, p)
+			}
+		}()
 		start := time.Now()
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.timeout)
 		defer cancel()

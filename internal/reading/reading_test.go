@@ -138,3 +138,21 @@ func TestMaxKeys(t *testing.T) {
 		t.Errorf("%d readings kept, want 2", len(c.entries))
 	}
 }
+
+// TestPanickingRead checks that a read that panics is an error for its
+// callers, not a crash, and that it is read again next time.
+func TestPanickingRead(t *testing.T) {
+	var reads atomic.Int32
+	c := New(func(context.Context, string) (int, error) {
+		if reads.Add(1) == 1 {
+			panic("bad read")
+		}
+		return 7, nil
+	}, Options{MaxAge: time.Hour})
+	if _, err := c.Get(context.Background(), "k"); err == nil {
+		t.Fatal("no error from a panicking read")
+	}
+	if v, err := c.Get(context.Background(), "k"); v != 7 || err != nil {
+		t.Errorf("after the panic: %d, %v", v, err)
+	}
+}
