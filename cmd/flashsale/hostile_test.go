@@ -66,7 +66,7 @@ func TestHostileInputPersistsNothing(t *testing.T) {
 		{"huge item id", req("POST", "/checkout?user_id=h1&id="+strings.Repeat("9", 40), ""), 400, "invalid_item_id"},
 		{"overflowing item id", req("POST", "/checkout?user_id=h1&id=9223372036854775808", ""), 400, "invalid_item_id"},
 		{"negative item id", req("POST", "/checkout?user_id=h1&id=-"+item, ""), 400, "invalid_item_id"},
-		{"parameters in a form body", req("POST", "/checkout", "user_id=h1&id="+item, "Content-Type: application/x-www-form-urlencoded\r\n"), 400, "invalid_user_id"},
+		{"parameters in a form body", req("POST", "/checkout", "user_id=h1&id="+item, "Content-Type: application/x-www-form-urlencoded\r\n"), 413, "request_too_large"},
 		{"malformed code", req("POST", "/purchase?code="+code, ""), 400, "invalid_code"},
 		{"negative limit", req("GET", "/sales/"+itoa(sale.ID)+"/items?limit=-1", ""), 400, "invalid_request"},
 		{"overflowing sale id", req("GET", "/sales/99999999999999999999", ""), 400, "invalid_request"},
@@ -74,10 +74,9 @@ func TestHostileInputPersistsNothing(t *testing.T) {
 		{"admin overflowing items", req("POST", "/admin/sales", `{"total_items":99999999999999999999,"duration":"1m"}`, auth), 400, "invalid_request"},
 		{"admin negative duration", req("POST", "/admin/sales", `{"total_items":5,"duration":"-1m"}`, auth), 400, "invalid_request"},
 		{"admin wrong token", req("POST", "/admin/sales", `{"total_items":5,"duration":"1m"}`, "Authorization: Bearer wrong-token\r\n"), 401, "unauthorized"},
-		// Well-formed, so attempts: an item of no sale, and an ignored
-		// body of another content type with an item that exists.
+		{"small checkout body", req("POST", "/checkout?user_id=h2&id="+item, "<xml/>", "Content-Type: application/xml\r\n"), 413, "request_too_large"},
+		// Well-formed, so an attempt: an item of no sale.
 		{"unknown item", req("POST", "/checkout?user_id=h1&id=999000001", ""), 404, "item_not_found"},
-		{"ignored body", req("POST", "/checkout?user_id=h2&id="+item, "<xml/>", "Content-Type: application/xml\r\n"), 200, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -94,22 +93,21 @@ func TestHostileInputPersistsNothing(t *testing.T) {
 			}
 		})
 	}
-	// Attempts are written in batches: wait for the two of the well-formed
-	// checkouts, then check that nothing else was written.
+	// Attempts are written in batches: wait for the one of the well-formed
+	// checkout, then check that nothing else was written.
 	deadline := time.Now().Add(10 * time.Second)
-	for count(`SELECT count(*) FROM checkout_attempts`) < 2 && time.Now().Before(deadline) {
+	for count(`SELECT count(*) FROM checkout_attempts`) < 1 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	for query, want := range map[string]int{
-		`SELECT count(*) FROM checkout_attempts`:                                               2,
-		`SELECT count(*) FROM checkout_attempts WHERE user_id NOT IN ('h1', 'h2')`:             0,
-		`SELECT count(*) FROM checkout_attempts WHERE user_id = 'h2' AND outcome = 'accepted'`: 1,
-		`SELECT count(*) FROM sales`:                                                           salesBefore,
-		`SELECT count(*) FROM carts WHERE state = 'purchased'`:                                 0,
-		`SELECT count(*) FROM purchases`:                                                       0,
-		`SELECT count(*) FROM user_sale_counts`:                                                0,
-		`SELECT count(*) FROM items WHERE sold`:                                                0,
-		`SELECT coalesce(sum(items_sold), 0) FROM sales`:                                       0,
+		`SELECT count(*) FROM checkout_attempts`:                       1,
+		`SELECT count(*) FROM checkout_attempts WHERE user_id <> 'h1'`: 0,
+		`SELECT count(*) FROM sales`:                                   salesBefore,
+		`SELECT count(*) FROM carts WHERE state = 'purchased'`:         0,
+		`SELECT count(*) FROM purchases`:                               0,
+		`SELECT count(*) FROM user_sale_counts`:                        0,
+		`SELECT count(*) FROM items WHERE sold`:                        0,
+		`SELECT coalesce(sum(items_sold), 0) FROM sales`:               0,
 	} {
 		if got := count(query); got != want {
 			t.Errorf("%s = %d, want %d", query, got, want)

@@ -183,13 +183,15 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 
 	// Migrations and the current sale come first; until then readiness is
 	// false and the API answers 503. A database that is down at start is
-	// waited for, not fatal.
+	// waited for, not fatal: until the signal, or until a listener fails.
+	startCtx, stopStartup := context.WithCancel(ctx)
+	defer stopStartup()
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
 	started := make(chan struct{})
 	go func() {
 		defer close(started)
-		if err := startup(ctx, db, svc, log); err != nil {
+		if err := startup(startCtx, db, svc, log); err != nil {
 			return
 		}
 		ready.set(nil)
@@ -201,16 +203,20 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		wg.Wait()
 	}()
 
+	// failed is the error of a listener that stopped serving: run shuts down
+	// the others and returns it, so the process exits non-zero.
+	var failed error
 	drain := cfg.ShutdownDelay
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
-	case err := <-serveErr:
+	case serr := <-serveErr:
 		drain = 0 // a listener failed: nothing to drain towards
-		log.Error("server failed", "err", err)
+		log.Error("server failed", "err", serr)
 		ctx = context.WithoutCancel(ctx)
-		defer func() { err = errors.Join(err, fmt.Errorf("serve: %w", err)) }()
+		failed = fmt.Errorf("serve: %w", serr)
 	}
+	stopStartup()
 	api.SetShuttingDown()
 	if drain > 0 {
 		// Readiness fails first while the listeners keep serving, so that
@@ -239,7 +245,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		log.Warn("cache close", "err", err)
 	}
 	log.Info("stopped")
-	return nil
+	return failed
 }
 
 // startup applies migrations and ensures the current and next sales exist,

@@ -104,11 +104,24 @@ func decodeCreateSale(w http.ResponseWriter, r *http.Request) (flashsale.NewSale
 // outside the schedule. It answers 401 before reading the body unless the
 // admin token is presented. Refusals are logged at Warn with their reason and
 // the client's address, never with what the client sent, and counted in
-// http_requests_total{handler="/admin/sales",status_code="401"}.
+// http_requests_total{handler="/admin/sales",status_code="401"}. A client
+// address that failed adminFailureLimit times in the window is answered 429
+// until the window ends, whatever it sends (see adminGuard).
 func (s *Server) handleCreateSale(w http.ResponseWriter, r *http.Request) {
+	addr := s.addrs.clientAddr(r)
+	if wait := s.adminGuard.blocked(addr); wait > 0 {
+		s.writeError(w, r, &flashsale.Error{Code: flashsale.ERateLimited,
+			Message: "too many failed admin authentications from this address, retry later", Err: flashsale.RetryAfter(wait)})
+		return
+	}
 	if refused := s.authorize(r); refused != "" {
+		spent := s.adminGuard.fail(addr)
 		s.log.WarnContext(r.Context(), "admin request refused",
-			slog.String("reason", refused), slog.String("remote_addr", r.RemoteAddr))
+			slog.String("reason", refused), slog.String("remote_addr", r.RemoteAddr), slog.String("client_addr", addr))
+		if spent {
+			s.log.WarnContext(r.Context(), "admin authentication failures over the limit: address refused until the window ends",
+				slog.String("client_addr", addr), slog.Int("failures", adminFailureLimit), slog.Duration("window", adminFailureWindow))
+		}
 		w.Header().Set("WWW-Authenticate", "Bearer")
 		s.writeError(w, r, flashsale.Errorf(flashsale.EUnauthorized, "a valid admin bearer token is required"))
 		return

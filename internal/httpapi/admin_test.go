@@ -112,10 +112,11 @@ func TestAdminAuthorization(t *testing.T) {
 		{"token and more", []string{"Bearer " + testAdminToken + " " + testAdminToken}, authWrong},
 		{"token in another case", []string{"Bearer " + strings.ToUpper(testAdminToken)}, authWrong},
 	}
-	for _, tt := range refusals {
+	for i, tt := range refusals {
 		t.Run(tt.name, func(t *testing.T) {
 			before := len(h.logs.String())
 			req := httptest.NewRequest("POST", "/admin/sales", strings.NewReader(`{"total_items":5,"duration":"10m"}`))
+			req.RemoteAddr = "198.18.0." + itoa(int64(i+1)) + ":4242" // apart from the failure budget of one address
 			for _, a := range tt.auth {
 				req.Header.Add("Authorization", a)
 			}
@@ -182,5 +183,65 @@ func TestAdminSeparateListener(t *testing.T) {
 	// Without an admin token there is nothing to serve separately.
 	if newHarness(t, Options{SeparateAdmin: true}).srv.AdminHandler() != nil {
 		t.Error("admin handler without an admin token")
+	}
+}
+
+// TestAdminGuessingThrottled checks that failed admin authentications are
+// limited per client address: past adminFailureLimit in a window, the
+// address is answered 429 with Retry-After whatever it sends, the right
+// token included, until the window ends; other addresses are not held back;
+// and the logs never hold what was sent.
+func TestAdminGuessingThrottled(t *testing.T) {
+	h := newStoreHarness(t, Options{AdminToken: testAdminToken})
+	now := time.Now()
+	h.srv.adminGuard.now = func() time.Time { return now }
+	send := func(addr, token string, duration int) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("POST", "/admin/sales", strings.NewReader(`{"total_items":5,"duration":"`+itoa(int64(duration))+`m"}`))
+		req.RemoteAddr = addr + ":4242"
+		req.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		h.srv.Handler().ServeHTTP(w, req)
+		return w
+	}
+	const attacker, operator = "192.0.2.66", "198.51.100.7"
+	guess := func(i int) string { return "guess-" + itoa(int64(i)) + "-" + testAdminToken }
+	for i := range adminFailureLimit {
+		wantError(t, send(attacker, guess(i), 10), http.StatusUnauthorized, flashsale.EUnauthorized)
+	}
+	for i, token := range []string{guess(adminFailureLimit), testAdminToken} {
+		w := send(attacker, token, 10)
+		wantError(t, w, http.StatusTooManyRequests, flashsale.ERateLimited)
+		if ra := w.Header().Get("Retry-After"); ra != "60" {
+			t.Errorf("request %d over the budget: Retry-After %q, want 60", i, ra)
+		}
+	}
+	if w := send(operator, testAdminToken, 11); w.Code != http.StatusCreated {
+		t.Errorf("another address with the token: %d %s", w.Code, w.Body)
+	}
+	// IPv6 addresses are counted per /64, as the abuse limits count them.
+	for i := range adminFailureLimit {
+		send("[2001:db8:1:2::"+itoa(int64(i+1))+"]", guess(i), 10)
+	}
+	wantError(t, send("[2001:db8:1:2::ff]", guess(0), 10), http.StatusTooManyRequests, flashsale.ERateLimited)
+
+	now = now.Add(adminFailureWindow) // the next window
+	if w := send(attacker, testAdminToken, 12); w.Code != http.StatusCreated && w.Code != http.StatusConflict {
+		t.Errorf("the attacker's address in the next window, with the token: %d %s", w.Code, w.Body)
+	}
+	logs := h.logs.String()
+	if n := strings.Count(logs, "admin authentication failures over the limit"); n != 2 {
+		t.Errorf("the spent budget logged %d times, want 2 (one per address):\n%s", n, logs)
+	}
+	if n := strings.Count(logs, `msg="admin request refused"`); n != 2*adminFailureLimit {
+		t.Errorf("%d refusals logged, want %d", n, 2*adminFailureLimit)
+	}
+	for i := range adminFailureLimit + 1 {
+		if strings.Contains(logs, guess(i)) {
+			t.Fatalf("the log holds a token sent:\n%s", logs)
+		}
+	}
+	assertNoSecrets(t, h, testAdminToken)
+	if n := h.counter("http_requests_total", requestAttrs("/admin/sales", "POST", "429")...); n != 3 {
+		t.Errorf("429s counted %d, want 3", n)
 	}
 }

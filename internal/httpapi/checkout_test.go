@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -52,16 +53,38 @@ func TestCheckoutRejectsBadInput(t *testing.T) {
 	}
 }
 
-func TestCheckoutBodyTooLarge(t *testing.T) {
-	h := newHarness(t, Options{})
-	w := h.do("POST", "/checkout?user_id=u1&id=1", strings.NewReader(strings.Repeat("x", maxBodyBytes+1)))
-	wantError(t, w, http.StatusRequestEntityTooLarge, eTooLarge)
-	// Without a Content-Length, the limit applies while reading.
-	w = h.do("POST", "/checkout?user_id=u1&id=1", struct{ *strings.Reader }{strings.NewReader(strings.Repeat("x", maxBodyBytes+1))})
-	wantError(t, w, http.StatusRequestEntityTooLarge, eTooLarge)
-	if n := h.counter("checkout_failure_total", attribute.String("reason", eTooLarge)); n != 2 {
-		t.Errorf("checkout_failure_total{reason=%s} = %d, want 2", eTooLarge, n)
+// TestBodyRefused checks that every route but POST /admin/sales refuses a
+// body, however small, announced by Content-Length or chunked, with 413
+// before its handler: no checkout attempt, and nothing read.
+func TestBodyRefused(t *testing.T) {
+	h := newStoreHarness(t, Options{})
+	item := itoa(flashsale.ItemID(h.sale.ID, 3))
+	for _, tt := range []struct {
+		name, method, target string
+		body                 io.Reader
+	}{
+		{"small checkout body", "POST", "/checkout?user_id=u1&id=" + item, strings.NewReader("{}")},
+		{"chunked checkout body", "POST", "/checkout?user_id=u1&id=" + item, struct{ io.Reader }{strings.NewReader("x")}},
+		{"purchase body", "POST", "/purchase?code=" + flashsale.NewCode(h.sale.ID), strings.NewReader("x")},
+		{"sale read body", "GET", "/sales/active", strings.NewReader("x")},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			w := h.do(tt.method, tt.target, tt.body)
+			wantError(t, w, http.StatusRequestEntityTooLarge, eTooLarge)
+			if got := w.Header().Get("Connection"); got != "close" {
+				t.Errorf("Connection = %q, want close", got)
+			}
+		})
 	}
+	if n := h.counter("checkout_attempts_total"); n != 0 {
+		t.Errorf("checkout_attempts_total = %d, want 0", n)
+	}
+	if n := h.counter("http_requests_total", requestAttrs("/checkout", "POST", "413")...); n != 2 {
+		t.Errorf("413 on /checkout counted %d times, want 2", n)
+	}
+	// An empty body (Content-Length: 0) is no body.
+	w := h.do("POST", "/checkout?user_id=u1&id="+item, strings.NewReader(""))
+	decode(t, w, http.StatusOK, &struct{}{})
 }
 
 func TestCheckoutRejectedMetrics(t *testing.T) {
@@ -97,9 +120,8 @@ func TestCheckoutRejectedMetrics(t *testing.T) {
 func TestCheckoutSuccess(t *testing.T) {
 	h := newStoreHarness(t, Options{})
 	itemID := flashsale.ItemID(h.sale.ID, 3)
-	// item_id is an alias; an identical id alongside it is accepted, and so
-	// is a small ignored body.
-	w := h.do("POST", "/checkout?user_id=alice&item_id="+itoa(itemID)+"&id="+itoa(itemID), strings.NewReader("{}"))
+	// item_id is an alias; an identical id alongside it is accepted.
+	w := h.do("POST", "/checkout?user_id=alice&item_id="+itoa(itemID)+"&id="+itoa(itemID), nil)
 	var res struct {
 		Code       string `json:"code"`
 		ItemsCount int    `json:"items_count"`

@@ -4,10 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
 )
@@ -111,27 +111,20 @@ func tooLarge() error {
 	return flashsale.Errorf(eTooLarge, "the request body must be at most %d bytes", maxBodyBytes)
 }
 
-// discardBody reads and drops the body of an endpoint that takes none, so
-// that an empty or small body is ignored and one over maxBodyBytes is 413.
-func discardBody(w http.ResponseWriter, r *http.Request) error {
-	if r.Body == nil || r.Body == http.NoBody {
-		return nil
-	}
-	if r.ContentLength > maxBodyBytes {
-		return tooLarge()
-	}
-	_, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	return bodyError(err)
+// hasBody reports whether r announces a body: a Content-Length above zero,
+// or a chunked one of unknown length.
+func hasBody(r *http.Request) bool {
+	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
 }
 
-// bodyError turns an error reading the body into an *flashsale.Error.
-func bodyError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var mbe *http.MaxBytesError
-	if errors.As(err, &mbe) {
-		return tooLarge()
-	}
-	return &flashsale.Error{Code: flashsale.EInvalid, Message: "could not read the request body", Err: err}
+// refuseBody prepares the answer to a request whose body the route will not
+// read: the connection is closed after the answer, and net/http reads none
+// of the body, neither before the answer (to keep the connection) nor after
+// it (to drain it), so a client sending it a byte at a time holds nothing
+// once answered.
+func refuseBody(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+	// Reading the body now fails at once; the error is only that the
+	// writer cannot set deadlines (a recorder in tests).
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"runtime"
@@ -33,26 +34,30 @@ type check struct {
 	fn   func(context.Context) error
 }
 
-// runChecks runs every check for a probe, each within checkTimeout, logs
-// the failures and returns their errors in the order of s.checks (nil for a
-// pass).
+// runChecks returns the readings of every check for a probe, in the order
+// of s.checks (nil for a pass).
 func (s *Server) runChecks(ctx context.Context) []error {
-	errs := s.checkAll(ctx, checkTimeout)
-	for i, err := range errs {
-		if err != nil {
-			s.log.WarnContext(ctx, "dependency check failed", "check", s.checks[i].name, "err", err)
-		}
-	}
-	return errs
+	return s.checkAll(ctx, checkTimeout)
 }
 
-// checkAll runs every check concurrently, each within timeout, and returns
-// their errors in the order of s.checks.
+// checkAll returns the reading of every check, each waited for at most
+// timeout, in the order of s.checks. A reading is at most readingMaxAge old
+// when taken; each check runs at most once at a time, and failures are
+// logged by the reading.
 func (s *Server) checkAll(ctx context.Context, timeout time.Duration) []error {
 	errs := make([]error, len(s.checks))
 	var wg sync.WaitGroup
 	for i, c := range s.checks {
-		wg.Go(func() { errs[i] = runCheck(ctx, c, timeout) })
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, timeout)
+			defer cancel()
+			if _, err := s.readings.checks.Get(ctx, c.name); err != nil {
+				if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+					err = fmt.Errorf("check %s: %w", c.name, err)
+				}
+				errs[i] = err
+			}
+		})
 	}
 	wg.Wait()
 	return errs
@@ -117,9 +122,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusServiceUnavailable
 		}
 	}
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	res.Memory = memoryStats{Alloc: ms.Alloc, TotalAlloc: ms.TotalAlloc, Sys: ms.Sys, NumGC: ms.NumGC}
+	res.Memory, _ = s.readings.memory.Get(r.Context(), "")
 	s.writeJSON(w, r, status, res)
 }
 

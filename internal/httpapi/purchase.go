@@ -55,7 +55,7 @@ func parsePurchaseQuery(raw string) (purchaseQuery, error) {
 func (s *Server) handlePurchase(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	s.metrics.purchaseAttempts.Add(ctx, 1)
-	p, err := s.purchase(ctx, w, r)
+	p, err := s.purchase(ctx, r)
 	if err != nil {
 		s.metrics.purchaseFailure.Add(ctx, 1, s.metrics.reason(flashsale.ErrorCode(err)))
 		s.writeError(w, r, err)
@@ -78,10 +78,7 @@ func (s *Server) handlePurchase(w http.ResponseWriter, r *http.Request) {
 
 // purchase validates the request and runs the purchase in a "sale.purchase"
 // span, whose attributes never hold the code or the user id.
-func (s *Server) purchase(ctx context.Context, w http.ResponseWriter, r *http.Request) (*flashsale.Purchase, error) {
-	if err := discardBody(w, r); err != nil {
-		return nil, err
-	}
+func (s *Server) purchase(ctx context.Context, r *http.Request) (*flashsale.Purchase, error) {
 	q, err := parsePurchaseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, err
@@ -92,7 +89,7 @@ func (s *Server) purchase(ctx context.Context, w http.ResponseWriter, r *http.Re
 	ctx, span := s.tracer.Start(ctx, "sale.purchase")
 	defer span.End()
 	span.SetAttributes(attribute.Int64("sale.id", q.SaleID))
-	p, err := s.svc.Purchase(ctx, q.Code, s.limits.clientAddr(r))
+	p, err := s.svc.Purchase(ctx, q.Code, s.addrs.clientAddr(r))
 	if err != nil {
 		endWithError(span, err)
 		return nil, err

@@ -92,9 +92,10 @@ func parseSaleID(r *http.Request) (int64, error) {
 	return id, nil
 }
 
-// handleActiveSale serves GET /sales/active: the running sale, or 404.
+// handleActiveSale serves GET /sales/active: the running sale, or 404, as
+// read at most readingMaxAge ago.
 func (s *Server) handleActiveSale(w http.ResponseWriter, r *http.Request) {
-	sale, err := s.svc.ActiveSale(r.Context())
+	sale, err := s.sale(r.Context(), activeSaleKey)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -102,14 +103,14 @@ func (s *Server) handleActiveSale(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, r, http.StatusOK, newSaleResponse(sale))
 }
 
-// handleSale serves GET /sales/{id}.
+// handleSale serves GET /sales/{id}, as read at most readingMaxAge ago.
 func (s *Server) handleSale(w http.ResponseWriter, r *http.Request) {
 	id, err := parseSaleID(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	sale, err := s.svc.Sale(r.Context(), id)
+	sale, err := s.sale(r.Context(), strconv.FormatInt(id, 10))
 	if err != nil {
 		s.writeError(w, r, err)
 		return

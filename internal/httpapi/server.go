@@ -99,13 +99,16 @@ type Server struct {
 	adminHash    [sha256.Size]byte // SHA-256 of the admin token
 
 	checks       []check // sorted by name
+	readings     readings
 	started      time.Time
 	shuttingDown atomic.Bool
 
-	limits    *RateLimits   // nil: no abuse limits
-	refusals  RefusalLog    // nil: refused checkouts are not counted
-	slots     chan struct{} // admission: one token per API request in flight; nil: no bound
-	queueWait time.Duration
+	limits     *RateLimits   // nil: no abuse limits
+	addrs      *RateLimits   // the client address as the limits see it, limits on or off
+	adminGuard *adminGuard   // failed admin authentications by client address
+	refusals   RefusalLog    // nil: refused checkouts are not counted
+	slots      chan struct{} // admission: one token per API request in flight; nil: no bound
+	queueWait  time.Duration
 
 	mux          *http.ServeMux
 	adminMux     *http.ServeMux   // the admin API when served on its own; else nil
@@ -119,6 +122,7 @@ type Server struct {
 type route struct {
 	label string             // handler label of metrics: the pattern's path
 	api   bool               // counted in the http_request* metrics
+	body  bool               // takes a request body (only POST /admin/sales)
 	attr  attribute.KeyValue // http.route of the server span
 }
 
@@ -165,19 +169,28 @@ func NewServer(svc *flashsale.Service, opts Options) (*Server, error) {
 	if opts.MaxInFlight > 0 {
 		s.slots = make(chan struct{}, opts.MaxInFlight)
 	}
-	if rl := opts.RateLimits; rl.active() {
-		rl.log = log
-		if err := rl.prepare(); err != nil {
-			return nil, err
-		}
+	rl := opts.RateLimits
+	if rl == nil {
+		rl = &RateLimits{}
+	}
+	rl.log = log
+	if err := rl.prepare(); err != nil {
+		return nil, err
+	}
+	if rl.active() {
 		s.limits = rl
 	}
+	s.addrs, s.adminGuard = rl, newAdminGuard()
 	for _, name := range slices.Sorted(maps.Keys(opts.Checks)) {
 		fn := opts.Checks[name]
 		if fn == nil {
 			return nil, fmt.Errorf("httpapi: check %q is nil", name)
 		}
 		s.checks = append(s.checks, check{name: name, fn: fn})
+	}
+	s.readings = s.newReadings()
+	if err := s.registerAdmissionGauge(mp.Meter(instrumentationName)); err != nil {
+		return nil, fmt.Errorf("httpapi: create instruments: %w", err)
 	}
 	if err := s.registerHealthGauge(mp.Meter(instrumentationName)); err != nil {
 		return nil, fmt.Errorf("httpapi: create instruments: %w", err)
@@ -220,11 +233,12 @@ func (s *Server) registerRoutes(metricsHandler http.Handler) {
 	s.handle("GET /sales/active", true, s.handleActiveSale)
 	s.handle("GET /sales/{id}", true, s.handleSale)
 	s.handle("GET /sales/{id}/items", true, s.handleSaleItems)
+	admin := route{api: true, body: true}
 	switch {
 	case s.adminMux != nil:
-		s.handleOn(s.adminMux, "POST /admin/sales", true, s.handleCreateSale)
+		s.handleOn(s.adminMux, "POST /admin/sales", admin, s.handleCreateSale)
 	case s.adminEnabled:
-		s.handle("POST /admin/sales", true, s.handleCreateSale)
+		s.handleOn(s.mux, "POST /admin/sales", admin, s.handleCreateSale)
 	}
 	s.handle("GET /health", false, s.handleHealth)
 	s.handle("GET /livez", false, s.handleLivez)
@@ -234,17 +248,19 @@ func (s *Server) registerRoutes(metricsHandler http.Handler) {
 	}
 }
 
-// handle registers h for pattern. API routes are traced and counted; the
-// others (probes and /metrics) are neither.
+// handle registers h for pattern, a route that takes no request body. API
+// routes are traced and counted; the others (probes and /metrics) are
+// neither.
 func (s *Server) handle(pattern string, api bool, h http.HandlerFunc) {
-	s.handleOn(s.mux, pattern, api, h)
+	s.handleOn(s.mux, pattern, route{api: api}, h)
 }
 
-// handleOn registers h for pattern on mux.
-func (s *Server) handleOn(mux *http.ServeMux, pattern string, api bool, h http.HandlerFunc) {
+// handleOn registers h for pattern on mux, as the kind of route rt says.
+func (s *Server) handleOn(mux *http.ServeMux, pattern string, rt route, h http.HandlerFunc) {
 	_, path, _ := strings.Cut(pattern, " ")
-	rt := route{label: path, api: api, attr: semconv.HTTPRoute(path)}
+	rt.label, rt.attr = path, semconv.HTTPRoute(path)
 	s.routes[pattern] = rt
+	api := rt.api
 	if !api {
 		s.untraced[path] = true
 	}
@@ -300,6 +316,19 @@ func (s *Server) release() {
 	}
 }
 
+// registerAdmissionGauge registers http_admission_slots_in_use: the API
+// requests holding an admission slot at each collection (0 when admission is
+// unbounded), the saturation MAX_INFLIGHT bounds.
+func (s *Server) registerAdmissionGauge(meter metric.Meter) error {
+	_, err := meter.Int64ObservableGauge("http_admission_slots_in_use",
+		metric.WithDescription("API requests holding an admission slot (at most MAX_INFLIGHT)."),
+		metric.WithInt64Callback(func(_ context.Context, o metric.Int64Observer) error {
+			o.Observe(int64(len(s.slots)))
+			return nil
+		}))
+	return err
+}
+
 // serve routes r on mux, answering JSON errors for oversized requests and
 // for unknown routes and methods, and recovers from panics. It passes r
 // itself to the mux so that otelhttp sees the r.Pattern the mux sets.
@@ -316,6 +345,15 @@ func (s *Server) serve(mux *http.ServeMux, w http.ResponseWriter, r *http.Reques
 			nameSpan(r, pattern, rt)
 		}
 		s.writeError(rw, r, err)
+		return
+	}
+	if rt, ok := s.routes[pattern]; ok && !rt.body && hasBody(r) {
+		// Refused before the handler, hence before its admission slot: a
+		// client trickling a body it was never asked for holds no slot.
+		r.Pattern = pattern
+		nameSpan(r, pattern, rt)
+		refuseBody(rw)
+		s.writeError(rw, r, flashsale.Errorf(eTooLarge, "%s takes no request body: its parameters are in the query string", pattern))
 		return
 	}
 	if pattern == "" || !isCleanPath(r.URL.Path) {

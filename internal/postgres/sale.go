@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
+	"github.com/flashsale/flashsale/internal/reading"
 	"github.com/flashsale/flashsale/internal/telemetry"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -18,11 +19,16 @@ var _ flashsale.SaleStore = (*SaleStore)(nil)
 type SaleStore struct {
 	db  *DB
 	reg metric.Registration
+	// gauged is the active sale as the gauges read it: collections within
+	// a second of each other (scrapes of several Prometheus servers, or a
+	// flood of GET /metrics) share one query.
+	gauged *reading.Cache[*flashsale.Sale]
 }
 
 // NewSaleStore returns a SaleStore and registers the sale_items_total and
 // sale_items_sold_current gauges, which read the active sale's authoritative
-// counts at each collection, so every instance reports the same values.
+// counts (at most a second old) at each collection, so every instance reports
+// the same values.
 //
 // The seed named the sold gauge sale_items_sold; in OpenMetrics that is also
 // the family of the counter sale_items_sold_total, and one name cannot carry
@@ -31,6 +37,9 @@ type SaleStore struct {
 // flashsale-recording.yml) for the seed's queries.
 func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 	s := &SaleStore{db: db}
+	s.gauged = reading.New(func(ctx context.Context, _ string) (*flashsale.Sale, error) {
+		return s.ActiveSale(ctx)
+	}, reading.Options{MaxAge: time.Second, Timeout: time.Second})
 	m := mp.Meter(instrumentationName)
 	total, err := m.Int64ObservableGauge("sale_items_total",
 		metric.WithDescription("Total number of items in the active sale"))
@@ -50,7 +59,7 @@ func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 	s.reg, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
 		ctx, cancel := context.WithTimeout(telemetry.Untraced(ctx), time.Second)
 		defer cancel()
-		sale, err := s.ActiveSale(ctx)
+		sale, err := s.gauged.Get(ctx, "")
 		switch {
 		case flashsale.ErrorCode(err) == flashsale.ENotFound:
 			o.ObserveInt64(total, 0)
