@@ -142,9 +142,12 @@ func meterOptions(res *resource.Resource, readers []sdkmetric.Reader) []sdkmetri
 //     base units (promtool check metrics rejects them). The pool's state
 //     (db.client.connections.usage, .waits, .timeouts, ...) stays, and
 //     Redis latency is redis_command_duration_seconds.
+//   - otelsql's db.sql.connection.wait_duration, a counter of milliseconds,
+//     for the same reason. The count of waits, db.sql.connection.wait, stays.
 var droppedInstruments = []string{
 	"http.server.request.body.size", "http.server.response.body.size",
 	"db.client.connections.create_time", "db.client.connections.use_time", "db.client.connections.waits_duration",
+	"db.sql.connection.wait_duration",
 }
 
 // serverKeys are attributes of the HTTP server instruments that otelhttp
