@@ -22,6 +22,12 @@ export FLASHSALE_PG_PORT FLASHSALE_REDIS_PORT
 ADMIN_TOKEN ?= dev-admin-token
 export ADMIN_TOKEN
 
+# The build's identity, stamped into the binary (service.version on the resource, the labels
+# of flashsale_build_info on /metrics): the nearest tag or the commit, and the full commit.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.revision=$(REVISION)
+
 FUZZTIME ?= 30s
 # How long `make test` fuzzes each target.
 FUZZTIME_SUITE ?= 5s
@@ -34,7 +40,7 @@ TEST_ENV := FLASHSALE_TEST_DATABASE_URL='postgres://flashsale@127.0.0.1:$(FLASHS
 	FLASHSALE_TEST_REDIS_URL='redis://127.0.0.1:$(FLASHSALE_REDIS_PORT)/0' \
 	FLASHSALE_REQUIRE_SERVICES=1
 
-.PHONY: run test test-stack test-faults check-prometheus slo collector bench bench-load fuzz vulncheck services services-stop services-status build clean
+.PHONY: run test test-stack test-faults check-prometheus slo collector bench bench-load fuzz vulncheck services services-stop services-status build image clean
 
 ## run: start the server (uses DATABASE_URL/REDIS_URL if both are set, else local services);
 ## Ctrl-C stops it at once: no load balancer to drain (SHUTDOWN_DELAY defaults to 0 here)
@@ -45,7 +51,7 @@ run:
 		$(SERVICES) start; \
 		eval "$$($(SERVICES) env)"; \
 	fi; \
-	SHUTDOWN_DELAY="$${SHUTDOWN_DELAY:-0}" exec go run ./cmd/flashsale
+	SHUTDOWN_DELAY="$${SHUTDOWN_DELAY:-0}" exec go run -ldflags "$(LDFLAGS)" ./cmd/flashsale
 
 ## test: go vet, the Prometheus rule checks and race-enabled tests of every package against
 ## the local services, including the end-to-end stack test (service + OpenTelemetry Collector
@@ -135,9 +141,13 @@ services-stop:
 services-status:
 	@$(SERVICES) status
 
-## build: build bin/flashsale
+## build: build bin/flashsale, stamped with VERSION and REVISION
 build:
-	go build -o bin/flashsale ./cmd/flashsale
+	go build -ldflags "$(LDFLAGS)" -o bin/flashsale ./cmd/flashsale
+
+## image: build the flashsale Docker image, stamped with VERSION and REVISION
+image:
+	docker build --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t flashsale .
 
 ## clean: remove build and test outputs (keeps the services' data)
 clean:

@@ -19,7 +19,8 @@ PG_BIN="${FLASHSALE_PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_USER=flashsale
 PG_DB=flashsale
 WAIT_SECONDS="${FLASHSALE_SERVICES_WAIT:-60}"
-INSTALL_CMD="apt-get update && apt-get install -y postgresql-15 redis-server"
+# python3-prometheus-client: the strict OpenMetrics parser the exposition test uses.
+INSTALL_CMD="apt-get update && apt-get install -y postgresql-15 redis-server python3-prometheus-client"
 
 log() { printf 'services: %s\n' "$*" >&2; }
 die() { printf 'services: error: %s\n' "$*" >&2; exit 1; }
@@ -79,6 +80,7 @@ ensure_installed() {
 	[[ -x "$PG_BIN/psql" ]] || missing+=(postgresql-15)
 	command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 	command -v redis-cli >/dev/null 2>&1 || missing+=(redis-server)
+	/usr/bin/python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null || missing+=(python3-prometheus-client)
 	((${#missing[@]} == 0)) && return 0
 	local what
 	what="$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')"
@@ -91,7 +93,7 @@ ensure_installed() {
 	log "installing missing packages: $what"
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update
-	apt-get install -y postgresql-15 redis-server
+	apt-get install -y postgresql-15 redis-server python3-prometheus-client
 	[[ -x "$PG_BIN/initdb" ]] || die "postgresql-15 installed but $PG_BIN/initdb is missing"
 	command -v redis-server >/dev/null 2>&1 || die "redis-server installed but not on PATH"
 }

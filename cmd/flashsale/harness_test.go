@@ -55,9 +55,11 @@ func MustEnv(t testing.TB, extra env) env {
 }
 
 // MustStart runs an instance of the service and waits until it is ready. It
-// is stopped when the test ends.
+// is stopped when the test ends. The OTEL_* keys of e are set in the process
+// environment for the test, where the OpenTelemetry SDK reads them.
 func MustStart(t testing.TB, e env, opts ...telemetry.Option) *instance {
 	t.Helper()
+	testenv.SetOTelEnv(t, e)
 	ctx, cancel := context.WithCancel(context.Background())
 	inst := &instance{cancel: cancel, done: make(chan error, 1), log: &testenv.Buffer{}}
 	addr := make(chan string, 1)

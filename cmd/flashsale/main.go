@@ -26,8 +26,10 @@ import (
 	"github.com/flashsale/flashsale/internal/telemetry"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and revision name the build: the Makefile and the Dockerfile set
+// them with -ldflags "-X main.version=... -X main.revision=...". They become
+// service.version and the labels of flashsale_build_info.
+var version, revision = "dev", "unknown"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -53,9 +55,12 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		return fmt.Errorf("config: %w", err)
 	}
 	log := telemetry.NewLogger(stdout, cfg.LogLevel)
-	log.Info("starting", "version", version, "config", cfg)
+	log.Info("starting", "version", version, "revision", revision, "config", cfg)
 
-	tel, err := telemetry.Setup(ctx, getenv, version, append([]telemetry.Option{telemetry.WithLogger(log)}, opts...)...)
+	// The OpenTelemetry SDK and its exporters read the OTEL_* variables from
+	// the process environment themselves.
+	tel, err := telemetry.Setup(ctx, telemetry.Build{Version: version, Revision: revision},
+		append([]telemetry.Option{telemetry.WithLogger(log)}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("telemetry: %w", err)
 	}
@@ -64,6 +69,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		defer cancel()
 		err = errors.Join(err, tel.Shutdown(sctx))
 	}()
+	// With an OTLP endpoint, the log records also go to the Collector.
+	log = tel.Logger(log)
 
 	db, err := postgres.Open(cfg.DatabaseURL, postgres.Options{
 		MaxOpenConns: cfg.DBMaxOpenConns, MaxIdleConns: cfg.DBMaxIdleConns,

@@ -352,8 +352,11 @@ func TestComposeAppExportsToCollector(t *testing.T) {
 	case isLoopback(l.host):
 		t.Errorf("%s: the otlp receiver's %s endpoint %s listens on loopback only: other containers cannot reach it (use 0.0.0.0:%s)", collectorPath, receiverProto, l, l.port)
 	}
-	if !col.tracesFrom("otlp") {
-		t.Errorf("%s: no traces pipeline receives from an otlp receiver", collectorPath)
+	// The service exports every signal it has over OTLP once an endpoint is set.
+	for _, signal := range []string{"traces", "metrics", "logs"} {
+		if !col.receives(signal, "otlp") {
+			t.Errorf("%s: no %s pipeline receives from an otlp receiver", collectorPath, signal)
+		}
 	}
 }
 
@@ -1440,9 +1443,11 @@ func (c *collectorConfig) tracesExporters() []string {
 	return out
 }
 
-func (c *collectorConfig) tracesFrom(receiverType string) bool {
+// receives reports whether a pipeline of signal (traces, metrics, logs) receives
+// from a receiver of receiverType.
+func (c *collectorConfig) receives(signal, receiverType string) bool {
 	for name, p := range c.pipelines {
-		if name != "traces" && !strings.HasPrefix(name, "traces/") {
+		if name != signal && !strings.HasPrefix(name, signal+"/") {
 			continue
 		}
 		for _, r := range p.receivers {

@@ -178,6 +178,7 @@ func TestStack(t *testing.T) {
 	t.Run("dashboards", func(t *testing.T) { s.checkDashboards(t) })
 	t.Run("rules", func(t *testing.T) { s.checkRules(t) })
 	t.Run("redis_outage", func(t *testing.T) { s.checkRedisOutage(t, items[0].ID) })
+	t.Run("logs_and_runtime", func(t *testing.T) { s.checkLogsAndRuntime(t) })
 	t.Run("recording_series", func(t *testing.T) { s.checkRecordingSeries(t) })
 
 	// Diagnostics: how long the service's scrapes took, and every alert that fired.
@@ -543,6 +544,25 @@ func (s *e2eStack) checkTraces(t *testing.T) {
 		return v[0].value() > 0, v[0].String()
 	})
 	t.Logf("sink holds %d spans", len(s.sink.Spans()))
+}
+
+// checkLogsAndRuntime: the service's log records (the outage's warnings at
+// least) reached the collector's logs pipeline, and its Go runtime and
+// process series came through the collector under the names /metrics serves.
+func (s *e2eStack) checkLogsAndRuntime(t *testing.T) {
+	for _, expr := range []string{
+		`sum(otelcol_receiver_accepted_log_records{job="otel-collector"})`,
+		`sum(go_goroutines{job="otel-collector-exporter", exported_instance="` + e2eInstanceID + `"})`,
+		`sum(process_resident_memory_bytes{job="otel-collector-exporter", exported_instance="` + e2eInstanceID + `"})`,
+	} {
+		s.waitFor(t, time.Minute, expr+" > 0", func() (bool, string) {
+			v, err := s.prom.query(expr)
+			if err != nil || len(v) == 0 {
+				return false, fmt.Sprintf("%v %v", v, err)
+			}
+			return v[0].value() > 0, v[0].String()
+		})
+	}
 }
 
 // checkExemplars: Prometheus stored exemplars of the latency histogram, and one of their

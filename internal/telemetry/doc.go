@@ -7,12 +7,13 @@
 // [go.opentelemetry.io/otel/propagation.TextMapPropagator] from the
 // [Telemetry] value that [Setup] returns:
 //
-//	tel, err := telemetry.Setup(ctx, os.Getenv, version)
+//	tel, err := telemetry.Setup(ctx, telemetry.Build{Version: version, Revision: revision})
 //	if err != nil {
 //		return fmt.Errorf("set up telemetry: %w", err)
 //	}
 //	defer tel.Shutdown(context.WithoutCancel(ctx))
 //	mux.Handle("GET /metrics", tel.MetricsHandler) // when non-nil
+//	log = tel.Logger(log)                          // also over OTLP, when exported
 //
 // Setup installs nothing globally: it never calls otel.SetMeterProvider,
 // otel.SetTracerProvider or otel.SetTextMapPropagator. Every instrumentation
@@ -22,55 +23,42 @@
 //
 // # Configuration
 //
-// Setup reads the standard OpenTelemetry environment variables through the
-// getenv function it is given (os.Getenv in production, a map lookup in
-// tests). Values it does not recognise make Setup fail rather than being
-// silently ignored, so a typo in a deployment surfaces at start-up.
+// The OpenTelemetry SDK and its contrib packages read the standard
+// environment variables from the process environment themselves:
+// autoexport the exporters (OTEL_TRACES_EXPORTER, OTEL_METRICS_EXPORTER,
+// OTEL_LOGS_EXPORTER, OTEL_EXPORTER_OTLP_*), resource.WithFromEnv the
+// resource (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES), the trace SDK its
+// sampler (OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG), autoprop the
+// propagators (OTEL_PROPAGATORS), the periodic reader, batch span and log
+// processors their tuning (OTEL_METRIC_EXPORT_*, OTEL_BSP_*, OTEL_BLRP_*).
+// This package holds only the glue they lack, where the service departs from
+// the specification's defaults (exporters.go; the table is in the README's
+// Configuration section):
 //
-//   - OTEL_SDK_DISABLED: "true" replaces the meter and tracer providers with
-//     no-op providers and turns off every OTLP exporter. /metrics is still
-//     served, with only the process and Go runtime collectors.
-//   - OTEL_SERVICE_NAME: service.name; default "flashsale". It takes
-//     precedence over a service.name in OTEL_RESOURCE_ATTRIBUTES.
-//   - OTEL_RESOURCE_ATTRIBUTES: comma-separated key=value pairs with
-//     percent-encoded values, added to the resource. The version passed to
-//     Setup becomes service.version and overrides one given here; host.name,
-//     os.type, process.* and telemetry.sdk.* are detected.
-//   - OTEL_PROPAGATORS: comma list of tracecontext, baggage, b3, b3multi,
-//     jaeger, xray, ottrace or none; default "tracecontext,baggage".
-//   - OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG: always_on, always_off,
-//     traceidratio, parentbased_always_on, parentbased_always_off or
-//     parentbased_traceidratio (the argument is the ratio in [0, 1], default
-//     1); default parentbased_always_on.
-//   - OTEL_TRACES_EXPORTER: comma list of otlp or none. When unset, spans are
-//     exported over OTLP only if OTEL_EXPORTER_OTLP_ENDPOINT or
-//     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is set. Without an exporter the SDK
-//     tracer provider is still installed, so spans carry valid trace IDs for
-//     logs and exemplars.
-//   - OTEL_METRICS_EXPORTER: comma list of prometheus, otlp or none. When
-//     unset it is "prometheus", plus "otlp" if OTEL_EXPORTER_OTLP_ENDPOINT or
-//     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT is set. "none" turns every metric
-//     exporter off, including Prometheus: MetricsHandler is then nil.
-//   - OTEL_EXPORTER_OTLP_PROTOCOL, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
-//     OTEL_EXPORTER_OTLP_METRICS_PROTOCOL: "http/protobuf" (default) or "grpc".
-//   - OTEL_EXPORTER_OTLP_ENDPOINT: base URL with an http or https scheme; over
-//     http/protobuf the signal path (/v1/traces, /v1/metrics) is appended.
-//     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT and
-//     OTEL_EXPORTER_OTLP_METRICS_ENDPOINT are used as given. Without any the
-//     exporters default to localhost:4318 (HTTP) or localhost:4317 (gRPC).
-//   - OTEL_EXPORTER_OTLP_HEADERS, OTEL_EXPORTER_OTLP_TRACES_HEADERS,
-//     OTEL_EXPORTER_OTLP_METRICS_HEADERS: comma-separated key=value pairs with
-//     percent-encoded values; a per-signal list replaces the general one.
-//   - OTEL_METRIC_EXPORT_INTERVAL (default 60000) and
-//     OTEL_METRIC_EXPORT_TIMEOUT (default 30000): period and timeout of the
-//     OTLP metric push, in milliseconds.
+//   - Traces and logs are exported only when OTEL_<SIGNAL>_EXPORTER is set or
+//     an OTLP endpoint is (OTEL_EXPORTER_OTLP_ENDPOINT or the signal's own).
+//     Without an exporter the SDK tracer provider is still installed, so
+//     spans carry valid trace IDs for logs and exemplars.
+//   - OTEL_METRICS_EXPORTER unset means prometheus, plus otlp when an
+//     endpoint is set; "prometheus" is MetricsHandler, on the service's own
+//     listener, not autoexport's listener on port 9464; any other single
+//     name is autoexport's, and "none" turns MetricsHandler off too.
+//   - The resource defaults service.name to "flashsale", service.version to
+//     the build's version and service.instance.id to a random UUID; the
+//     environment overrides each.
+//   - OTEL_SDK_DISABLED=true, which the Go SDK does not read, gives no-op
+//     providers; MetricsHandler still serves the process, Go runtime and
+//     build series.
 //
-// The SDK and the exporters read their other tuning variables from the
-// process environment themselves, not through getenv:
-// OTEL_METRICS_EXEMPLAR_FILTER (default trace_based),
-// OTEL_BSP_* for the batch span processor, OTEL_SPAN_*_LIMIT, and
-// OTEL_EXPORTER_OTLP_{TIMEOUT,COMPRESSION,CERTIFICATE,CLIENT_*,INSECURE} and
-// OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE for the exporters.
+// An exporter name autoexport does not know makes Setup fail; a sampler or
+// propagator name the SDK does not know is reported through OpenTelemetry's
+// error handler (see [WithGlobalErrorHandler]) and the default is used.
+//
+// The process and Go runtime collectors are on one registry per process.
+// MetricsHandler serves them beside the OTel exporter, and every reader
+// autoexport creates carries them through the Prometheus bridge (unless
+// OTEL_METRICS_PRODUCERS names other producers), so an OTLP-only deployment
+// has memory and goroutine series under the same names.
 //
 // # Prometheus names
 //
@@ -101,7 +89,14 @@
 // identity whenever an instrumentation library is upgraded. The target_info
 // series is dropped as well (WithoutTargetInfo): Prometheus already
 // identifies the target by job and instance, and the resource attributes it
-// carries (process.pid, host.name) would change on every restart.
+// carries (process.pid, host.name) would change on every restart. The build
+// is named by flashsale_build_info{version, revision, goversion} instead,
+// whose labels change only with the binary.
+//
+// One view (metrics.go) drops what standard tools reject or clients could
+// inflate: otelhttp's server.address and server.port, which come from the
+// request's Host header; instruments in milliseconds or nanoseconds, which
+// promtool check metrics rejects; and otelhttp's body-size histograms.
 //
 // Dropping scope labels has a cost: two instruments whose names translate to
 // the same Prometheus name (for example counters "orders" and "orders_total",

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 
+	"go.opentelemetry.io/contrib/bridges/otelslog"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -22,6 +23,43 @@ const (
 // the context.
 func NewLogger(w io.Writer, level slog.Leveler) *slog.Logger {
 	return slog.New(&traceHandler{next: slog.NewJSONHandler(w, &slog.HandlerOptions{Level: level})})
+}
+
+// Logger returns l when logs are not exported. Otherwise it returns a logger
+// that also sends every record l would write to the OpenTelemetry logs
+// bridge, which exports it with its span context, its attributes and the
+// service's resource.
+func (t *Telemetry) Logger(l *slog.Logger) *slog.Logger {
+	if t.loggerProvider == nil {
+		return l
+	}
+	bridge := otelslog.NewHandler(instrumentationName, otelslog.WithLoggerProvider(t.loggerProvider))
+	return slog.New(slog.NewMultiHandler(l.Handler(), leveled{Handler: bridge, by: l.Handler()}))
+}
+
+// instrumentationName names this package as the scope of the log records it
+// bridges.
+const instrumentationName = "github.com/flashsale/flashsale/internal/telemetry"
+
+// leveled is a handler enabled at the levels another handler, by, is.
+type leveled struct {
+	slog.Handler
+	by slog.Handler
+}
+
+// Enabled reports whether by handles records at level.
+func (h leveled) Enabled(ctx context.Context, level slog.Level) bool {
+	return h.by.Enabled(ctx, level)
+}
+
+// WithAttrs returns the handler with attrs, at the same levels.
+func (h leveled) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return leveled{Handler: h.Handler.WithAttrs(attrs), by: h.by}
+}
+
+// WithGroup returns the handler with the group opened, at the same levels.
+func (h leveled) WithGroup(name string) slog.Handler {
+	return leveled{Handler: h.Handler.WithGroup(name), by: h.by}
 }
 
 // traceHandler adds the span context to records before passing them to next.

@@ -5,36 +5,49 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"runtime"
 	"slices"
+	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/otlptranslator"
-	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
-	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	prometheusbridge "go.opentelemetry.io/contrib/bridges/prometheus"
+	"go.opentelemetry.io/contrib/exporters/autoexport"
+	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 )
 
-// newRegistry returns a registry of its own holding the process and Go
-// runtime collectors.
-func newRegistry() (*prometheus.Registry, error) {
+// runtimeGatherer gathers the process and Go runtime collectors. They
+// describe the process, not one Telemetry, so one registry serves every
+// instance in the process: on /metrics beside the OTel exporter, and over
+// OTLP through the Prometheus bridge.
+var runtimeGatherer = sync.OnceValue(func() prometheus.Gatherer {
 	reg := prometheus.NewRegistry()
-	for _, c := range []prometheus.Collector{
+	reg.MustRegister(
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		collectors.NewGoCollector(),
-	} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register runtime collector: %w", err)
-		}
-	}
-	return reg, nil
-}
+	)
+	return filteredGatherer{reg}
+})
 
-// droppedFamilies are metric families left out of the exposition.
+// registerRuntimeProducer makes the runtime series part of every metric
+// reader autoexport creates (unless OTEL_METRICS_PRODUCERS names others), so
+// an OTLP-only deployment has memory and goroutine series too, under the
+// names /metrics serves.
+var registerRuntimeProducer = sync.OnceFunc(func() {
+	autoexport.WithFallbackMetricProducer(func(context.Context) (sdkmetric.Producer, error) {
+		return prometheusbridge.NewMetricProducer(prometheusbridge.WithGatherer(runtimeGatherer())), nil
+	})
+})
+
+// droppedFamilies are metric families left out of the runtime series.
 //
 // The Go collector exposes the gauge go_memstats_alloc_bytes next to the
 // counter go_memstats_alloc_bytes_total. OpenMetrics names a counter's family
@@ -56,12 +69,27 @@ func (g filteredGatherer) Gather() ([]*dto.MetricFamily, error) {
 	return mfs, err
 }
 
-// newMetricsHandler serves reg, in the OpenMetrics format when the scraper
-// asks for it (the only format that carries exemplars). An error in one
-// metric family is logged and counted in promhttp_metric_handler_errors_total
-// but does not fail the scrape.
+// newBuildInfo returns the gauge flashsale_build_info, always 1, whose
+// labels name the running build, so that a dashboard shows which build each
+// instance runs. Its labels change only with the binary.
+func newBuildInfo(build Build) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "flashsale_build_info",
+		Help: "The running build: version, VCS revision and Go version; always 1.",
+		ConstLabels: prometheus.Labels{
+			"version": build.Version, "revision": build.Revision, "goversion": runtime.Version(),
+		},
+	})
+	g.Set(1)
+	return g
+}
+
+// newMetricsHandler serves reg and the runtime series, in the OpenMetrics
+// format when the scraper asks for it (the only format that carries
+// exemplars). An error in one metric family is logged and counted in
+// promhttp_metric_handler_errors_total but does not fail the scrape.
 func newMetricsHandler(reg *prometheus.Registry, logger *slog.Logger) http.Handler {
-	return promhttp.HandlerFor(filteredGatherer{reg}, promhttp.HandlerOpts{
+	return promhttp.HandlerFor(prometheus.Gatherers{reg, runtimeGatherer()}, promhttp.HandlerOpts{
 		EnableOpenMetrics: true,
 		ErrorHandling:     promhttp.ContinueOnError,
 		ErrorLog:          scrapeErrorLog{logger},
@@ -92,85 +120,51 @@ func newPrometheusReader(reg prometheus.Registerer) (sdkmetric.Reader, error) {
 	return exp, nil
 }
 
-// newMeterProvider returns an SDK meter provider with a Prometheus reader on
-// reg (when reg is non-nil) and a periodic OTLP reader (when configured). It
-// returns nil when there is no reader at all.
-func newMeterProvider(ctx context.Context, cfg config, res *resource.Resource, reg *prometheus.Registry) (*sdkmetric.MeterProvider, error) {
-	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithView(droppedViews()...)}
-	if reg != nil {
-		r, err := newPrometheusReader(reg)
-		if err != nil {
-			return nil, err
-		}
+// meterOptions returns the meter provider's options: res, the views, and
+// readers.
+func meterOptions(res *resource.Resource, readers []sdkmetric.Reader) []sdkmetric.Option {
+	opts := []sdkmetric.Option{sdkmetric.WithResource(res), sdkmetric.WithView(view)}
+	for _, r := range readers {
 		opts = append(opts, sdkmetric.WithReader(r))
 	}
-	if cfg.metricsOTLP != nil {
-		exp, err := newMetricExporter(ctx, *cfg.metricsOTLP)
-		if err != nil {
-			return nil, err
-		}
-		// Given explicitly, the interval and timeout read through getenv
-		// override what the reader reads from the process environment.
-		var ropts []sdkmetric.PeriodicReaderOption
-		if cfg.metricInterval > 0 {
-			ropts = append(ropts, sdkmetric.WithInterval(cfg.metricInterval))
-		}
-		if cfg.metricTimeout > 0 {
-			ropts = append(ropts, sdkmetric.WithTimeout(cfg.metricTimeout))
-		}
-		opts = append(opts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(exp, ropts...)))
-	}
-	if len(opts) == 2 {
-		return nil, nil
-	}
-	return sdkmetric.NewMeterProvider(opts...), nil
-}
-
-// newMetricExporter returns an OTLP metric exporter. Options given here
-// override what the exporter reads from the process environment itself.
-func newMetricExporter(ctx context.Context, c otlpConfig) (sdkmetric.Exporter, error) {
-	var (
-		exp sdkmetric.Exporter
-		err error
-	)
-	switch c.protocol {
-	case protocolGRPC:
-		var opts []otlpmetricgrpc.Option
-		if c.endpoint != "" {
-			opts = append(opts, otlpmetricgrpc.WithEndpointURL(c.endpoint))
-		}
-		if c.headers != nil {
-			opts = append(opts, otlpmetricgrpc.WithHeaders(c.headers))
-		}
-		exp, err = otlpmetricgrpc.New(ctx, opts...)
-	default:
-		var opts []otlpmetrichttp.Option
-		if c.endpoint != "" {
-			opts = append(opts, otlpmetrichttp.WithEndpointURL(c.endpoint))
-		}
-		if c.headers != nil {
-			opts = append(opts, otlpmetrichttp.WithHeaders(c.headers))
-		}
-		exp, err = otlpmetrichttp.New(ctx, opts...)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("create OTLP metric exporter (%s): %w", c.protocol, err)
-	}
-	return exp, nil
+	return opts
 }
 
 // droppedInstruments are recorded by instrumentation libraries but not kept:
-// otelhttp's request and response body-size histograms, semantic conventions
-// still in development, which say nothing about an API whose requests carry
-// no body and whose answers are a few hundred bytes of JSON. Each cost two
-// histogram records (and exemplars) per request. The stable
-// http.server.request.duration stays.
-var droppedInstruments = []string{"http.server.request.body.size", "http.server.response.body.size"}
+//
+//   - otelhttp's request and response body-size histograms, semantic
+//     conventions still in development, which say nothing about an API whose
+//     requests carry no body and whose answers are a few hundred bytes of
+//     JSON. Each cost two histogram records (and exemplars) per request. The
+//     stable http.server.request.duration stays.
+//   - redisotel's pool instruments named before the database conventions
+//     were stable, in milliseconds and nanoseconds where Prometheus wants
+//     base units (promtool check metrics rejects them). The pool's state
+//     (db.client.connections.usage, .waits, .timeouts, ...) stays, and
+//     Redis latency is redis_command_duration_seconds.
+//   - otelsql's db.sql.connection.wait_duration, a counter of milliseconds,
+//     for the same reason. The count of waits, db.sql.connection.wait, stays.
+var droppedInstruments = []string{
+	"http.server.request.body.size", "http.server.response.body.size",
+	"db.client.connections.create_time", "db.client.connections.use_time", "db.client.connections.waits_duration",
+	"db.sql.connection.wait_duration",
+}
 
-func droppedViews() []sdkmetric.View {
-	views := make([]sdkmetric.View, 0, len(droppedInstruments))
-	for _, name := range droppedInstruments {
-		views = append(views, sdkmetric.NewView(sdkmetric.Instrument{Name: name}, sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}}))
+// serverKeys are attributes of the HTTP server instruments that otelhttp
+// takes from the request's Host header: a client could mint a series per
+// made-up host. Every instance serves one address, which the job and
+// instance labels already name.
+var serverKeys = attribute.NewDenyKeysFilter(semconv.ServerAddressKey, semconv.ServerPortKey)
+
+// view drops droppedInstruments and the client-controlled serverKeys. It is
+// one function, not one view per rule, because an instrument that several
+// views match is exported once per view.
+func view(i sdkmetric.Instrument) (sdkmetric.Stream, bool) {
+	switch {
+	case slices.Contains(droppedInstruments, i.Name):
+		return sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}}, true
+	case strings.HasPrefix(i.Name, "http.server."):
+		return sdkmetric.Stream{Name: i.Name, Description: i.Description, Unit: i.Unit, AttributeFilter: serverKeys}, true
 	}
-	return views
+	return sdkmetric.Stream{}, false
 }

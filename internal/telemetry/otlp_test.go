@@ -2,17 +2,22 @@ package telemetry_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"slices"
 	"testing"
 
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 
 	"github.com/flashsale/flashsale/internal/telemetry"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
-// produce records a span named "checkout" and a checkout_attempts_total
-// value through tel, then shuts tel down so that everything is flushed.
+// produce records a span named "checkout", a checkout_attempts_total value
+// and a log record "checkout done" (and a debug record, below the logger's
+// level) in that span through tel, then shuts tel down so that everything is
+// flushed.
 func produce(t *testing.T, tel *telemetry.Telemetry) {
 	t.Helper()
 	ctx, span := tel.TracerProvider.Tracer("test").Start(t.Context(), "checkout")
@@ -21,6 +26,9 @@ func produce(t *testing.T, tel *telemetry.Telemetry) {
 		t.Fatal(err)
 	}
 	c.Add(ctx, 1)
+	log := tel.Logger(telemetry.NewLogger(io.Discard, slog.LevelInfo))
+	log.InfoContext(ctx, "checkout done", "sale_id", "s1")
+	log.DebugContext(ctx, "below the level")
 	span.End()
 	if err := tel.Shutdown(context.Background()); err != nil {
 		t.Fatalf("Shutdown: %v", err)
@@ -34,6 +42,32 @@ func stringAttr(res *resourcepb.Resource, key string) string {
 		}
 	}
 	return ""
+}
+
+// checkLogs checks that the one record received is produce's, in its span.
+func checkLogs(t *testing.T, rcv *testenv.OTLPReceiver) {
+	t.Helper()
+	logs := rcv.Logs()
+	if len(logs) != 1 {
+		t.Fatalf("received %d log records, want 1: %v", len(logs), logs)
+	}
+	rec := logs[0]
+	if rec.GetBody().GetStringValue() != "checkout done" || rec.GetSeverityNumber() != logspb.SeverityNumber_SEVERITY_NUMBER_INFO {
+		t.Errorf("log record = %v, want checkout done at INFO", rec)
+	}
+	var saleID string
+	for _, kv := range rec.GetAttributes() {
+		if kv.GetKey() == "sale_id" {
+			saleID = kv.GetValue().GetStringValue()
+		}
+	}
+	if saleID != "s1" {
+		t.Errorf("log record attributes = %v, want sale_id=s1", rec.GetAttributes())
+	}
+	spans := rcv.Spans()
+	if len(spans) != 1 || !slices.Equal(rec.GetTraceId(), spans[0].GetTraceId()) || !slices.Equal(rec.GetSpanId(), spans[0].GetSpanId()) {
+		t.Errorf("log record's trace %x span %x: not the checkout span's", rec.GetTraceId(), rec.GetSpanId())
+	}
 }
 
 func TestOTLPHTTP(t *testing.T) {
@@ -52,12 +86,17 @@ func TestOTLPHTTP(t *testing.T) {
 	if got := rcv.SpanNames(); !slices.Equal(got, []string{"checkout"}) {
 		t.Errorf("received spans %v, want [checkout]", got)
 	}
-	if got := rcv.MetricNames(); !slices.Contains(got, "checkout_attempts_total") {
-		t.Errorf("received metrics %v, want checkout_attempts_total", got)
+	// The runtime series come through the Prometheus bridge under the names
+	// /metrics serves.
+	for _, want := range []string{"checkout_attempts_total", "process_resident_memory_bytes", "process_cpu_seconds_total", "go_goroutines", "go_memstats_heap_alloc_bytes"} {
+		if got := rcv.MetricNames(); !slices.Contains(got, want) {
+			t.Errorf("received metrics %v, want %s", got, want)
+		}
 	}
+	checkLogs(t, rcv)
 
 	for _, p := range rcv.Paths() {
-		if p != "/v1/traces" && p != "/v1/metrics" {
+		if p != "/v1/traces" && p != "/v1/metrics" && p != "/v1/logs" {
 			t.Errorf("request to %s", p)
 		}
 	}
@@ -65,6 +104,9 @@ func TestOTLPHTTP(t *testing.T) {
 		if got := h.Get("X-Api-Key"); got != "secret value" {
 			t.Errorf("x-api-key = %q, want %q", got, "secret value")
 		}
+	}
+	if len(rcv.Resources()) < 3 {
+		t.Errorf("%d resources received, want one per signal", len(rcv.Resources()))
 	}
 	for _, res := range rcv.Resources() {
 		for key, want := range map[string]string{
@@ -94,17 +136,24 @@ func TestOTLPPerSignal(t *testing.T) {
 	if got := rcv.MetricNames(); len(got) != 0 {
 		t.Errorf("received metrics %v without a metrics endpoint", got)
 	}
+	if got := rcv.Logs(); len(got) != 0 {
+		t.Errorf("received logs %v without a logs endpoint", got)
+	}
+	if got := rcv.Paths(); !slices.Equal(got, []string{"/custom/traces"}) {
+		t.Errorf("requests to %v, want [/custom/traces]", got)
+	}
 }
 
 func TestOTLPExporterNone(t *testing.T) {
 	for _, tc := range []struct {
-		name, key      string
-		spans, metrics bool
+		key                  string
+		spans, metrics, logs bool
 	}{
-		{"traces", "OTEL_TRACES_EXPORTER", false, true},
-		{"metrics", "OTEL_METRICS_EXPORTER", true, false},
+		{"OTEL_TRACES_EXPORTER", false, true, true},
+		{"OTEL_METRICS_EXPORTER", true, false, true},
+		{"OTEL_LOGS_EXPORTER", true, true, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
+		t.Run(tc.key, func(t *testing.T) {
 			rcv, url := testenv.StartOTLPHTTP(t)
 			tel := setup(t, env("OTEL_EXPORTER_OTLP_ENDPOINT", url, tc.key, "none"))
 			produce(t, tel)
@@ -114,26 +163,10 @@ func TestOTLPExporterNone(t *testing.T) {
 			if got := len(rcv.MetricNames()) > 0; got != tc.metrics {
 				t.Errorf("metrics received = %v, want %v", got, tc.metrics)
 			}
+			if got := len(rcv.Logs()) > 0; got != tc.logs {
+				t.Errorf("logs received = %v, want %v", got, tc.logs)
+			}
 		})
-	}
-}
-
-// TestOTLPOptIn checks that nothing is exported unless getenv asks for it,
-// even when the process environment, which the exporters would read
-// themselves, names an endpoint.
-func TestOTLPOptIn(t *testing.T) {
-	rcv, url := testenv.StartOTLPHTTP(t)
-	t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", url)
-	t.Setenv("OTEL_TRACES_EXPORTER", "otlp")
-	t.Setenv("OTEL_METRICS_EXPORTER", "otlp")
-
-	tel := setup(t, env())
-	produce(t, tel)
-	if got := rcv.SpanNames(); len(got) != 0 {
-		t.Errorf("received spans %v", got)
-	}
-	if got := rcv.MetricNames(); len(got) != 0 {
-		t.Errorf("received metrics %v", got)
 	}
 }
 
@@ -149,7 +182,10 @@ func TestOTLPGRPC(t *testing.T) {
 	if got := rcv.SpanNames(); !slices.Equal(got, []string{"checkout"}) {
 		t.Errorf("received spans %v, want [checkout]", got)
 	}
-	if got := rcv.MetricNames(); !slices.Contains(got, "checkout_attempts_total") {
-		t.Errorf("received metrics %v, want checkout_attempts_total", got)
+	for _, want := range []string{"checkout_attempts_total", "go_goroutines"} {
+		if got := rcv.MetricNames(); !slices.Contains(got, want) {
+			t.Errorf("received metrics %v, want %s", got, want)
+		}
 	}
+	checkLogs(t, rcv)
 }

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/google/uuid"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/resource"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -16,29 +16,26 @@ import (
 // OTEL_RESOURCE_ATTRIBUTES names the service.
 const defaultServiceName = "flashsale"
 
-// newResource describes this process: the cheap built-in detectors, then the
-// attributes from OTEL_RESOURCE_ATTRIBUTES, then service.name,
-// service.version and, unless given, a random service.instance.id. Later sources override earlier ones.
-func newResource(ctx context.Context, cfg config, version string) (*resource.Resource, error) {
-	service := []attribute.KeyValue{}
-	switch {
-	case cfg.serviceName != "":
-		service = append(service, semconv.ServiceName(cfg.serviceName))
-	case !slices.ContainsFunc(cfg.resourceAttrs, isServiceName):
-		service = append(service, semconv.ServiceName(defaultServiceName))
+// newResource describes this process: the service's defaults (its name, the
+// build's version and a random service.instance.id), the cheap built-in
+// detectors, then OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME. Later
+// sources override earlier ones.
+//
+// Every instance needs its own identity over OTLP, where service.instance.id
+// becomes the Prometheus instance label: without it the series of two
+// replicas collide. Hence a random UUID, unless the deployment names the
+// instance.
+func newResource(ctx context.Context, build Build) (*resource.Resource, error) {
+	defaults := []attribute.KeyValue{
+		semconv.ServiceName(defaultServiceName),
+		semconv.ServiceInstanceID(uuid.NewString()),
 	}
-	if version != "" {
-		service = append(service, semconv.ServiceVersion(version))
+	if build.Version != "" {
+		defaults = append(defaults, semconv.ServiceVersion(build.Version))
 	}
-	// Every instance needs its own identity over OTLP, where it becomes the
-	// Prometheus instance label: without it the series of two replicas
-	// collide. A random UUID, unless the deployment names the instance.
-	if !slices.ContainsFunc(cfg.resourceAttrs, func(kv attribute.KeyValue) bool { return kv.Key == semconv.ServiceInstanceIDKey }) {
-		service = append(service, semconv.ServiceInstanceID(uuid.NewString()))
-	}
-
 	res, err := resource.New(ctx,
 		resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithAttributes(defaults...),
 		resource.WithTelemetrySDK(),
 		resource.WithHost(),
 		resource.WithOSType(),
@@ -47,15 +44,15 @@ func newResource(ctx context.Context, cfg config, version string) (*resource.Res
 		resource.WithProcessRuntimeName(),
 		resource.WithProcessRuntimeVersion(),
 		resource.WithProcessRuntimeDescription(),
-		resource.WithAttributes(cfg.resourceAttrs...),
-		resource.WithAttributes(service...),
+		resource.WithFromEnv(),
 	)
-	// A detector that fails (say, no hostname) leaves a partial resource that
-	// is still worth exporting.
-	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
+	// A detector that fails (no hostname, a malformed attribute in
+	// OTEL_RESOURCE_ATTRIBUTES) leaves a partial resource that is still
+	// worth exporting; the failure is reported like the SDK's own.
+	if errors.Is(err, resource.ErrPartialResource) {
+		otel.Handle(err)
+	} else if err != nil {
 		return nil, fmt.Errorf("detect resource: %w", err)
 	}
 	return res, nil
 }
-
-func isServiceName(kv attribute.KeyValue) bool { return kv.Key == semconv.ServiceNameKey }

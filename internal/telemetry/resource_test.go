@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"go.opentelemetry.io/otel/attribute"
-
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 )
 
@@ -18,14 +17,13 @@ func TestResourceServiceName(t *testing.T) {
 		{"default", nil, "1.0.0", "flashsale", "1.0.0"},
 		{"OTEL_SERVICE_NAME", map[string]string{"OTEL_SERVICE_NAME": "a"}, "1.0.0", "a", "1.0.0"},
 		{"attributes", map[string]string{"OTEL_RESOURCE_ATTRIBUTES": "service.name=b,service.version=9"}, "", "b", "9"},
-		{"precedence", map[string]string{"OTEL_SERVICE_NAME": "a", "OTEL_RESOURCE_ATTRIBUTES": "service.name=b,service.version=9"}, "1.0.0", "a", "1.0.0"},
+		{"the environment wins", map[string]string{"OTEL_SERVICE_NAME": "a", "OTEL_RESOURCE_ATTRIBUTES": "service.name=b,service.version=9"}, "1.0.0", "a", "9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, err := loadConfig(func(k string) string { return tc.env[k] })
-			if err != nil {
-				t.Fatal(err)
+			for _, k := range []string{"OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES"} {
+				t.Setenv(k, tc.env[k])
 			}
-			res, err := newResource(t.Context(), cfg, tc.version)
+			res, err := newResource(t.Context(), Build{Version: tc.version})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -48,16 +46,8 @@ func TestResourceServiceName(t *testing.T) {
 func TestResourceInstanceID(t *testing.T) {
 	ids := map[string]bool{}
 	for _, attrs := range []string{"", "", "service.instance.id=pod-7"} {
-		cfg, err := loadConfig(func(k string) string {
-			if k == "OTEL_RESOURCE_ATTRIBUTES" {
-				return attrs
-			}
-			return ""
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		res, err := newResource(t.Context(), cfg, "")
+		t.Setenv("OTEL_RESOURCE_ATTRIBUTES", attrs)
+		res, err := newResource(t.Context(), Build{})
 		if err != nil {
 			t.Fatal(err)
 		}

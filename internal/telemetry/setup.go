@@ -7,17 +7,29 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/propagators/autoprop"
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/log"
 	"go.opentelemetry.io/otel/metric"
 	metricnoop "go.opentelemetry.io/otel/metric/noop"
 	"go.opentelemetry.io/otel/propagation"
+	sdklog "go.opentelemetry.io/otel/sdk/log"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
+
+// Build identifies the running binary: the version and VCS revision stamped
+// at build time (see the Makefile).
+type Build struct {
+	Version, Revision string
+}
 
 // Telemetry holds the configured providers. Its fields are safe for
 // concurrent use.
@@ -35,6 +47,9 @@ type Telemetry struct {
 	// /metrics). It is nil when the Prometheus exporter is disabled.
 	MetricsHandler http.Handler
 
+	// loggerProvider receives log records when logs are exported; else nil.
+	loggerProvider log.LoggerProvider
+
 	shutdowns []func(context.Context) error
 	once      sync.Once
 	err       error
@@ -50,18 +65,18 @@ type options struct {
 }
 
 // WithGlobalErrorHandler sends the errors OpenTelemetry reports through its
-// process-wide handler (a failed export, a failing metric callback) to the
-// logger at Warn, instead of the standard log package on stderr, so they
-// reach the service's JSON log. It is the one thing Setup may install
-// globally: main asks for it; tests running several instances in one
-// process do not.
+// process-wide handler (a failed export, a failing metric callback, an
+// unknown sampler or propagator name) to the logger at Warn, instead of the
+// standard log package on stderr, so they reach the service's JSON log. It
+// is the one thing Setup may install globally: main asks for it; tests
+// running several instances in one process do not.
 func WithGlobalErrorHandler() Option {
 	return func(o *options) { o.globalErrors = true }
 }
 
-// WithSpanProcessor adds p to the tracer provider, beside the OTLP exporter
-// when there is one: for tests (an in-memory recorder) and for embedding.
-// It has no effect when the SDK is disabled.
+// WithSpanProcessor adds p to the tracer provider, beside the exporter when
+// there is one: for tests (an in-memory recorder) and for embedding. It has
+// no effect when the SDK is disabled.
 func WithSpanProcessor(p sdktrace.SpanProcessor) Option {
 	return func(o *options) { o.processors = append(o.processors, p) }
 }
@@ -76,23 +91,17 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
-// Setup configures OpenTelemetry from the standard environment variables read
-// through getenv (os.Getenv when nil). version becomes service.version. The
-// package documentation lists the variables and their defaults.
+// Setup configures OpenTelemetry from the standard environment variables,
+// which the SDK, autoexport and the exporters read from the process
+// environment. build becomes service.version and flashsale_build_info. The
+// package documentation lists where the service departs from the
+// specification's defaults.
 //
 // The caller must call Shutdown to flush pending telemetry.
-func Setup(ctx context.Context, getenv func(string) string, version string, opts ...Option) (*Telemetry, error) {
-	if getenv == nil {
-		getenv = os.Getenv
-	}
+func Setup(ctx context.Context, build Build, opts ...Option) (*Telemetry, error) {
 	o := options{logger: slog.Default()}
 	for _, opt := range opts {
 		opt(&o)
-	}
-
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return nil, fmt.Errorf("telemetry config: %w", err)
 	}
 	if o.globalErrors {
 		log := o.logger
@@ -100,49 +109,84 @@ func Setup(ctx context.Context, getenv func(string) string, version string, opts
 			log.Warn("opentelemetry", "err", err)
 		}))
 	}
-	prop, err := newPropagator(cfg.propagators)
-	if err != nil {
-		return nil, fmt.Errorf("telemetry config: %w", err)
-	}
 
 	t := &Telemetry{
 		MeterProvider:  metricnoop.NewMeterProvider(),
 		TracerProvider: tracenoop.NewTracerProvider(),
-		Propagator:     prop,
+		Propagator:     autoprop.NewTextMapPropagator(),
 	}
-
 	var reg *prometheus.Registry
-	if cfg.prometheus {
-		if reg, err = newRegistry(); err != nil {
-			return nil, err
-		}
+	if servesPrometheus() {
+		reg = prometheus.NewRegistry()
+		reg.MustRegister(newBuildInfo(build))
 		t.MetricsHandler = newMetricsHandler(reg, o.logger)
 	}
-	if cfg.disabled {
+	// The Go SDK does not read OTEL_SDK_DISABLED itself.
+	if strings.EqualFold(strings.TrimSpace(os.Getenv("OTEL_SDK_DISABLED")), "true") {
 		return t, nil
 	}
-
-	res, err := newResource(ctx, cfg, version)
+	res, err := newResource(ctx, build)
 	if err != nil {
 		return nil, err
 	}
-
-	tp, err := newTracerProvider(ctx, cfg, res, o.processors)
-	if err != nil {
-		return nil, err
+	if err := t.setupProviders(ctx, res, reg, o.processors); err != nil {
+		return nil, errors.Join(fmt.Errorf("telemetry config: %w", err), t.Shutdown(ctx))
 	}
-	t.TracerProvider = tp
-	t.shutdowns = append(t.shutdowns, tp.Shutdown)
+	return t, nil
+}
 
-	mp, err := newMeterProvider(ctx, cfg, res, reg)
-	if err != nil {
-		return nil, errors.Join(err, t.Shutdown(ctx))
+// setupProviders creates the meter, tracer and logger providers. Each one
+// created is shut down by t.Shutdown, also when a later one fails.
+func (t *Telemetry) setupProviders(ctx context.Context, res *resource.Resource, reg *prometheus.Registry, processors []sdktrace.SpanProcessor) error {
+	var readers []sdkmetric.Reader
+	if reg != nil {
+		r, err := newPrometheusReader(reg)
+		if err != nil {
+			return err
+		}
+		readers = append(readers, r)
 	}
-	if mp != nil {
+	push, err := newMetricReader(ctx)
+	if err != nil {
+		return err
+	}
+	if push != nil {
+		readers = append(readers, push)
+	}
+	if len(readers) > 0 {
+		mp := sdkmetric.NewMeterProvider(meterOptions(res, readers)...)
 		t.MeterProvider = mp
 		t.shutdowns = append(t.shutdowns, mp.Shutdown)
 	}
-	return t, nil
+
+	// The sampler is the SDK's default, which reads OTEL_TRACES_SAMPLER.
+	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	for _, p := range processors {
+		topts = append(topts, sdktrace.WithSpanProcessor(p))
+	}
+	spans, err := newSpanExporter(ctx)
+	if err != nil {
+		return err
+	}
+	if spans != nil {
+		topts = append(topts, sdktrace.WithBatcher(spans))
+	}
+	// Without an exporter spans are still sampled and get valid IDs, which
+	// logs and exemplars refer to.
+	tp := sdktrace.NewTracerProvider(topts...)
+	t.TracerProvider = tp
+	t.shutdowns = append(t.shutdowns, tp.Shutdown)
+
+	logs, err := newLogExporter(ctx)
+	if err != nil {
+		return err
+	}
+	if logs != nil {
+		lp := sdklog.NewLoggerProvider(sdklog.WithResource(res), sdklog.WithProcessor(sdklog.NewBatchProcessor(logs)))
+		t.loggerProvider = lp
+		t.shutdowns = append(t.shutdowns, lp.Shutdown)
+	}
+	return nil
 }
 
 // Shutdown flushes and stops every provider and joins their errors. Calls

@@ -29,19 +29,24 @@ const (
 	acceptOpenMetrics = "application/openmetrics-text; version=1.0.0"
 )
 
-// env returns a getenv function over the given key, value pairs.
-func env(kv ...string) func(string) string {
+// build is the build the tests' telemetry describes.
+var build = telemetry.Build{Version: "1.2.3", Revision: "0123abc"}
+
+// env returns the given key, value pairs as a map.
+func env(kv ...string) map[string]string {
 	m := make(map[string]string)
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}
-	return func(k string) string { return m[k] }
+	return m
 }
 
-// setup calls Setup and shuts the result down when the test ends.
-func setup(t *testing.T, getenv func(string) string, opts ...telemetry.Option) *telemetry.Telemetry {
+// setup sets the OpenTelemetry environment e for the test, calls Setup and
+// shuts the result down when the test ends.
+func setup(t *testing.T, e map[string]string, opts ...telemetry.Option) *telemetry.Telemetry {
 	t.Helper()
-	tel, err := telemetry.Setup(t.Context(), getenv, "1.2.3", opts...)
+	testenv.SetOTelEnv(t, e)
+	tel, err := telemetry.Setup(t.Context(), build, opts...)
 	if err != nil {
 		t.Fatalf("Setup: %v", err)
 	}
@@ -299,6 +304,12 @@ func TestRuntimeCollectors(t *testing.T) {
 			t.Errorf("family %q missing", name)
 		}
 	}
+	bi := families["flashsale_build_info"]
+	if bi == nil || len(bi.GetMetric()) != 1 || bi.GetMetric()[0].GetGauge().GetValue() != 1 ||
+		labelValue(bi.GetMetric()[0], "version") != build.Version || labelValue(bi.GetMetric()[0], "revision") != build.Revision ||
+		!strings.HasPrefix(labelValue(bi.GetMetric()[0], "goversion"), "go") {
+		t.Errorf("flashsale_build_info = %v, want one series of 1 naming version %s, revision %s and the Go version", bi, build.Version, build.Revision)
+	}
 	// Its OpenMetrics family name would clash with go_memstats_alloc_bytes_total.
 	if _, ok := families["go_memstats_alloc_bytes"]; ok {
 		t.Error("go_memstats_alloc_bytes is exposed")
@@ -456,7 +467,7 @@ func TestPropagators(t *testing.T) {
 	}{
 		{"", []string{"traceparent", "tracestate", "baggage"}},
 		{"b3", []string{"b3"}},
-		{"tracecontext, b3multi", []string{"traceparent", "tracestate", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags"}},
+		{"tracecontext,b3multi", []string{"traceparent", "tracestate", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled", "x-b3-flags"}},
 		{"none", nil},
 	} {
 		t.Run(tc.value, func(t *testing.T) {
@@ -496,37 +507,64 @@ func TestSampler(t *testing.T) {
 	}
 }
 
+// TestSetupRejectsBadConfig: an exporter autoexport does not know fails
+// Setup, with a message naming the variable.
 func TestSetupRejectsBadConfig(t *testing.T) {
-	for _, kv := range [][]string{
-		{"OTEL_TRACES_SAMPLER", "sometimes"},
-		{"OTEL_TRACES_SAMPLER", "traceidratio", "OTEL_TRACES_SAMPLER_ARG", "2"},
-		{"OTEL_TRACES_SAMPLER", "traceidratio", "OTEL_TRACES_SAMPLER_ARG", "half"},
-		{"OTEL_PROPAGATORS", "tracecontext,carrier-pigeon"},
-		{"OTEL_METRICS_EXPORTER", "prometheus,statsd"},
-		{"OTEL_TRACES_EXPORTER", "zipkin"},
-		{"OTEL_TRACES_EXPORTER", "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"},
-		{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"},
-		{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318", "OTEL_EXPORTER_OTLP_HEADERS", "novalue"},
-		{"OTEL_RESOURCE_ATTRIBUTES", "a=%zz"},
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{env("OTEL_METRICS_EXPORTER", "prometheus,statsd"), "OTEL_METRICS_EXPORTER"},
+		{env("OTEL_TRACES_EXPORTER", "zipkin"), "OTEL_TRACES_EXPORTER"},
+		{env("OTEL_LOGS_EXPORTER", "syslog"), "OTEL_LOGS_EXPORTER"},
+		{env("OTEL_TRACES_EXPORTER", "otlp", "OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"), "invalid OTLP protocol"},
 	} {
-		t.Run(strings.Join(kv, " "), func(t *testing.T) {
-			tel, err := telemetry.Setup(t.Context(), env(kv...), "1.2.3")
+		t.Run(fmt.Sprint(tc.env), func(t *testing.T) {
+			testenv.SetOTelEnv(t, tc.env)
+			tel, err := telemetry.Setup(t.Context(), build)
 			if err == nil {
 				_ = tel.Shutdown(context.Background())
 				t.Fatal("Setup succeeded")
 			}
-			if !strings.Contains(err.Error(), kv[len(kv)-2]) {
-				t.Errorf("error %q does not name %s", err, kv[len(kv)-2])
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not say %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestBadConfigReported: a value the SDK or a contrib package does not know
+// is reported through OpenTelemetry's error handler, which the service logs,
+// and the default is used, as the SDK does.
+func TestBadConfigReported(t *testing.T) {
+	t.Cleanup(func() {
+		otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) { log.Print(err) }))
+	})
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{env("OTEL_TRACES_SAMPLER", "sometimes"), "sometimes"},
+		{env("OTEL_TRACES_SAMPLER", "traceidratio", "OTEL_TRACES_SAMPLER_ARG", "half"), "half"},
+		{env("OTEL_PROPAGATORS", "tracecontext,carrier-pigeon"), "carrier-pigeon"},
+	} {
+		t.Run(fmt.Sprint(tc.env), func(t *testing.T) {
+			var logs testenv.Buffer
+			tel := setup(t, tc.env, telemetry.WithLogger(slog.New(slog.NewJSONHandler(&logs, nil))), telemetry.WithGlobalErrorHandler())
+			_, span := tel.TracerProvider.Tracer("test").Start(t.Context(), "op")
+			span.End()
+			if !span.SpanContext().IsSampled() {
+				t.Error("span not sampled: the default sampler is not in use")
+			}
+			if out := logs.String(); !strings.Contains(out, `"level":"WARN","msg":"opentelemetry"`) || !strings.Contains(out, tc.want) {
+				t.Errorf("%s not reported in the log:\n%s", tc.want, out)
 			}
 		})
 	}
 }
 
 func TestShutdownTwice(t *testing.T) {
-	tel, err := telemetry.Setup(t.Context(), env(), "1.2.3")
-	if err != nil {
-		t.Fatal(err)
-	}
+	tel := setup(t, nil)
 	if err := tel.Shutdown(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -539,7 +577,7 @@ func TestShutdownTwice(t *testing.T) {
 // service creates.
 func Example_instrumentNames() {
 	ctx := context.Background()
-	tel, err := telemetry.Setup(ctx, func(string) string { return "" }, "dev")
+	tel, err := telemetry.Setup(ctx, telemetry.Build{Version: "dev"})
 	if err != nil {
 		panic(err)
 	}
@@ -563,7 +601,8 @@ func Example_instrumentNames() {
 	tel.MetricsHandler.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	for _, line := range strings.Split(rec.Body.String(), "\n") {
 		if !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, "go_") &&
-			!strings.HasPrefix(line, "process_") && !strings.HasPrefix(line, "promhttp_") {
+			!strings.HasPrefix(line, "process_") && !strings.HasPrefix(line, "promhttp_") &&
+			!strings.HasPrefix(line, "flashsale_build_info") {
 			fmt.Println(line)
 		}
 	}

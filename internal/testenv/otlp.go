@@ -7,13 +7,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	collogspb "go.opentelemetry.io/proto/otlp/collector/logs/v1"
 	colmetricspb "go.opentelemetry.io/proto/otlp/collector/metrics/v1"
 	coltracepb "go.opentelemetry.io/proto/otlp/collector/trace/v1"
+	logspb "go.opentelemetry.io/proto/otlp/logs/v1"
 	resourcepb "go.opentelemetry.io/proto/otlp/resource/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
@@ -29,12 +32,13 @@ type OTLPReceiver struct {
 	headers   []http.Header
 	spans     []*tracepb.Span
 	metrics   []string // metric names, one per data point batch
+	logs      []*logspb.LogRecord
 	resources []*resourcepb.Resource
 }
 
 // StartOTLPHTTP starts an OTLP/HTTP receiver on 127.0.0.1 and returns it
-// with its base URL. It serves any path ending in /v1/traces or /v1/metrics,
-// gzip or not, and stops when the test ends.
+// with its base URL. It serves any path ending in /v1/traces, /v1/metrics or
+// /v1/logs, gzip or not, and stops when the test ends.
 func StartOTLPHTTP(t testing.TB) (*OTLPReceiver, string) {
 	t.Helper()
 	r := &OTLPReceiver{}
@@ -63,7 +67,7 @@ func serveLoopback(t testing.TB, h http.Handler) string {
 	return srv.URL
 }
 
-// StartOTLPGRPC starts an OTLP/gRPC receiver (trace and metrics services) on
+// StartOTLPGRPC starts an OTLP/gRPC receiver (trace, metrics and logs services) on
 // 127.0.0.1 and returns it with its host:port. It stops when the test ends.
 func StartOTLPGRPC(t testing.TB) (*OTLPReceiver, string) {
 	t.Helper()
@@ -71,6 +75,7 @@ func StartOTLPGRPC(t testing.TB) (*OTLPReceiver, string) {
 	srv := grpc.NewServer()
 	coltracepb.RegisterTraceServiceServer(srv, grpcTraces{r: r})
 	colmetricspb.RegisterMetricsServiceServer(srv, grpcMetrics{r: r})
+	collogspb.RegisterLogsServiceServer(srv, grpcLogs{r: r})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -103,6 +108,13 @@ func (r *OTLPReceiver) MetricNames() []string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.metrics)
+}
+
+// Logs returns the log records received so far, in order.
+func (r *OTLPReceiver) Logs() []*logspb.LogRecord {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.logs)
 }
 
 // Resources returns the resources of every batch received so far.
@@ -156,6 +168,20 @@ func (r *OTLPReceiver) addMetrics(req *colmetricspb.ExportMetricsServiceRequest)
 	}
 }
 
+func (r *OTLPReceiver) addLogs(req *collogspb.ExportLogsServiceRequest) {
+	if r.discard {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, rl := range req.GetResourceLogs() {
+		r.resources = append(r.resources, rl.GetResource())
+		for _, sl := range rl.GetScopeLogs() {
+			r.logs = append(r.logs, sl.GetLogRecords()...)
+		}
+	}
+}
+
 // ServeHTTP implements OTLP/HTTP with protobuf payloads.
 func (r *OTLPReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	var body io.Reader = req.Body
@@ -197,6 +223,14 @@ func (r *OTLPReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		}
 		r.addMetrics(&m)
 		resp = &colmetricspb.ExportMetricsServiceResponse{}
+	case strings.HasSuffix(req.URL.Path, "/v1/logs"):
+		var m collogspb.ExportLogsServiceRequest
+		if err := proto.Unmarshal(data, &m); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		r.addLogs(&m)
+		resp = &collogspb.ExportLogsServiceResponse{}
 	default:
 		http.NotFound(w, req)
 		return
@@ -228,4 +262,33 @@ type grpcMetrics struct {
 func (g grpcMetrics) Export(_ context.Context, req *colmetricspb.ExportMetricsServiceRequest) (*colmetricspb.ExportMetricsServiceResponse, error) {
 	g.r.addMetrics(req)
 	return &colmetricspb.ExportMetricsServiceResponse{}, nil
+}
+
+type grpcLogs struct {
+	collogspb.UnimplementedLogsServiceServer
+	r *OTLPReceiver
+}
+
+func (g grpcLogs) Export(_ context.Context, req *collogspb.ExportLogsServiceRequest) (*collogspb.ExportLogsServiceResponse, error) {
+	g.r.addLogs(req)
+	return &collogspb.ExportLogsServiceResponse{}, nil
+}
+
+// SetOTelEnv sets the OpenTelemetry environment of a test, which the SDK and
+// its exporters read from the process: every inherited OTEL_* variable is
+// cleared, then the OTEL_* keys of env are set. The previous values come
+// back when the test ends (it must not be parallel).
+func SetOTelEnv(tb testing.TB, env map[string]string) {
+	tb.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "OTEL_") {
+			tb.Setenv(k, "")
+			os.Unsetenv(k) // empty is not always unset; Setenv restores it
+		}
+	}
+	for k, v := range env {
+		if strings.HasPrefix(k, "OTEL_") {
+			tb.Setenv(k, v)
+		}
+	}
 }
