@@ -33,7 +33,7 @@ const (
 var catalog = map[string][]string{
 	"http_request_duration_seconds":  {"handler", "method", "status_code"},
 	"http_requests_total":            {"handler", "method", "status_code"},
-	"sale_items_total":               nil,
+	"sale_items_offered":               nil,
 	"sale_items_sold_current":        nil,
 	"sale_items_sold_total":          nil,
 	"checkout_attempts_total":        nil,
@@ -345,8 +345,8 @@ func TestMetricsGroundTruth(t *testing.T) {
 			if _, ok := s["sale_items_sold"]; ok {
 				t.Error("sale_items_sold is served: in OpenMetrics it is the family of the counter sale_items_sold_total")
 			}
-			if got := s.value("sale_items_total", nil); got != 6 {
-				t.Errorf("sale_items_total = %v, want 6", got)
+			if got := s.value("sale_items_offered", nil); got != 6 {
+				t.Errorf("sale_items_offered = %v, want 6", got)
 			}
 			if got := s.value("sale_active", nil); got != 1 {
 				t.Errorf("sale_active = %v, want 1", got)

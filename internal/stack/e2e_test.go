@@ -477,7 +477,7 @@ func (s *e2eStack) checkCounters(t *testing.T, trafficEnd time.Time, sl sale) {
 	byReason("purchase_failure_total", ta.purchaseFailure)
 	exact(`sale_items_sold_total{job="flashsale"}`, float64(sl.ItemsSold))
 	exact(`sale_items_sold_current{job="flashsale"}`, float64(sl.ItemsSold))
-	exact(`sale_items_total{job="flashsale"}`, float64(sl.TotalItems))
+	exact(`sale_items_offered{job="flashsale"}`, float64(sl.TotalItems))
 	exact(`sale_active{job="flashsale"}`, 1)
 	t.Logf("direct scrape: counters equal the traffic's tally (%d checkouts, %d purchases)", ta.checkouts, ta.purchases)
 	// The seed's name of the sold gauge, recorded by a rule at the next evaluation.
