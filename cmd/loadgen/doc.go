@@ -14,9 +14,9 @@
 //     -want-max items (above the service's limit of 10 for some), checks out
 //     random unsold ones, purchases its code (a share -double-fire of
 //     purchases is fired twice at once) and goes on until it has what it
-//     wants or reaches the limit. The load ends at sell-out (GET /sales/{id}
-//     says items_sold == total_items), when no user can buy more, or after
-//     -duration.
+//     wants or reaches the limit. The load ends at sell-out (a purchase of
+//     the run sold the last item left, or GET /sales/{id} says items_sold ==
+//     total_items), when no user can buy more, or after -duration.
 //   - steady: closed-loop checkout throughput: -concurrency workers check out
 //     random unsold items for fresh users, nothing is purchased, for
 //     -duration.
@@ -83,9 +83,12 @@
 //	                           "timeout", "transport", "invalid_response" -> count
 //	items_sold_by_run          items this run's purchases reported sold
 //	sold_out                   whether items_sold reached total_items
-//	time_to_sell_out_seconds   from the first request to the reading of GET
-//	                           /sales/{id} that showed the sale sold out (read
-//	                           every 100 ms); null when not observed
+//	time_to_sell_out_seconds   from the first request to the answer of the
+//	                           run's purchase that sold the last item left, or,
+//	                           when other clients sold some, to the reading of
+//	                           GET /sales/{id} that showed the sale sold out
+//	                           (read every 100 ms; the service answers it from
+//	                           a reading up to 1 s old); null when not observed
 //	double_fires               purchases fired twice at once
 //	open_loop                  open profile only, else null: rate, max_inflight,
 //	                           scheduled, sent, late, unsent, late_after_ms,

@@ -43,6 +43,8 @@ type loadRun struct {
 
 	watch  *saleWatch      // reads the sale's progress; nil when the profile buys nothing
 	ledger *purchaseLedger // what purchases answered
+	// soldOutAt is when a purchase of this run sold the last item left.
+	soldOutAt atomic.Pointer[time.Time]
 	open   *OpenLoopReport // open profile only
 }
 
@@ -64,11 +66,21 @@ func (lr *loadRun) rng(n int64) *mrand.Rand {
 func (lr *loadRun) pause(d time.Duration) bool { return d <= 0 || sleepCtx(lr.stop, d) }
 
 // itemSold takes a sold item out of the pool and, when it was the last
-// one, asks the watcher to confirm the sell-out now.
+// one, ends a load that runs until the sale sells out: the service's own
+// count (GET /sales/{id}) may be a second behind.
 func (lr *loadRun) itemSold(id int64) {
-	if lr.pool.remove(id) == 0 && lr.watch != nil {
-		lr.watch.poke()
+	if lr.pool.remove(id) == 0 && lr.soldOutAt.CompareAndSwap(nil, new(time.Now())) && lr.watch != nil {
+		lr.endLoad(errSoldOut)
 	}
+}
+
+// lastSold returns when this run's purchases sold the last item the sale
+// had left at its start, zero when they did not.
+func (lr *loadRun) lastSold() time.Time {
+	if at := lr.soldOutAt.Load(); at != nil {
+		return *at
+	}
+	return time.Time{}
 }
 
 // load runs the configured profile against the target and reports.
@@ -128,7 +140,7 @@ func load(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	elapsed := time.Since(start)
 	// Every user may have finished before the watcher saw the last sale:
 	// one more look tells whether the sale sold out.
-	if lr.watch != nil && !lr.stopped() && lr.watch.check(ctx) {
+	if lr.watch != nil && !lr.stopped() && (!lr.lastSold().IsZero() || lr.watch.check(ctx)) {
 		lr.endLoad(errSoldOut)
 	}
 	lr.endLoad(nil) // the profile ran out of users

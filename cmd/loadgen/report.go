@@ -106,8 +106,9 @@ type Second struct {
 // and the invariant check.
 func (lr *loadRun) report(ctx context.Context, created bool, elapsed time.Duration) *Report {
 	cfg := lr.cfg
-	eps, timeline := lr.rec.summary(elapsed)
 	sold, doubleFires, violations := lr.ledger.state()
+	finalSold := lr.finalSold(ctx, lr.sale.ItemsSold+sold)
+	eps, timeline := lr.rec.summary(elapsed)
 	r := &Report{
 		Profile: cfg.Profile,
 		Target:  cfg.Target,
@@ -136,11 +137,16 @@ func (lr *loadRun) report(ctx context.Context, created bool, elapsed time.Durati
 	if s := elapsed.Seconds(); s > 0 {
 		r.Totals.RPS = float64(r.Totals.Requests) / s
 	}
-	if s, res := lr.c.unrecorded().sale(ctx, lr.sale.ID); res.OK() {
-		r.Sale.ItemsSold = s.ItemsSold
+	if finalSold >= 0 {
+		r.Sale.ItemsSold = finalSold
 	}
 	r.SoldOut = r.Sale.ItemsSold >= r.Sale.TotalItems
-	if lr.watch != nil {
+	if at := lr.lastSold(); !at.IsZero() {
+		// The run's own purchases sold the sale's last item: that moment,
+		// not the service's count read some time after.
+		t := at.Sub(lr.rec.firstRequest()).Seconds()
+		r.TimeToSellOutSeconds = &t
+	} else if lr.watch != nil {
 		if _, at := lr.watch.state(); !at.IsZero() {
 			t := at.Sub(lr.rec.firstRequest()).Seconds()
 			r.TimeToSellOutSeconds = &t
@@ -281,3 +287,21 @@ func countsLine(m map[string]int64) string {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// finalSold reads the sale's items_sold after the load (-1 when it cannot)
+// and puts it on the timeline. The service answers GET /sales/{id} from a
+// reading up to a second old, so an answer behind what the load saw sold
+// (want) is read again for up to two seconds.
+func (lr *loadRun) finalSold(ctx context.Context, want int) int {
+	sold := -1
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if s, res := lr.c.unrecorded().sale(ctx, lr.sale.ID); res.OK() {
+			sold = s.ItemsSold
+			lr.rec.observeSold(time.Now(), sold)
+		}
+		if sold >= want || time.Now().After(deadline) || !sleepCtx(ctx, 100*time.Millisecond) {
+			return sold
+		}
+	}
+}
