@@ -33,7 +33,7 @@ const (
 var catalog = map[string][]string{
 	"http_request_duration_seconds":  {"handler", "method", "status_code"},
 	"http_requests_total":            {"handler", "method", "status_code"},
-	"sale_items_offered":               nil,
+	"sale_items_offered":             nil,
 	"sale_items_sold_current":        nil,
 	"sale_items_sold_total":          nil,
 	"checkout_attempts_total":        nil,

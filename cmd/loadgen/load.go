@@ -45,7 +45,7 @@ type loadRun struct {
 	ledger *purchaseLedger // what purchases answered
 	// soldOutAt is when a purchase of this run sold the last item left.
 	soldOutAt atomic.Pointer[time.Time]
-	open   *OpenLoopReport // open profile only
+	open      *OpenLoopReport // open profile only
 }
 
 // stopped reports whether the load is over.
