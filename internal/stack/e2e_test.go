@@ -550,13 +550,18 @@ func (s *e2eStack) checkTraces(t *testing.T) {
 // least) reached the collector's logs pipeline, and its Go runtime and
 // process series came through the collector under the names /metrics serves.
 func (s *e2eStack) checkLogsAndRuntime(t *testing.T) {
-	for _, expr := range []string{
-		`sum(otelcol_receiver_accepted_log_records{job="otel-collector"})`,
-		`sum(go_goroutines{job="otel-collector-exporter", exported_instance="` + e2eInstanceID + `"})`,
-		`sum(process_resident_memory_bytes{job="otel-collector-exporter", exported_instance="` + e2eInstanceID + `"})`,
+	for _, q := range []struct {
+		prom *promClient
+		expr string
+	}{
+		{s.prom, `sum(otelcol_receiver_accepted_log_records{job="otel-collector"})`},
+		// The push path's Prometheus keeps the service's job and instance.
+		{s.promOTLP, `sum(go_goroutines{job="flashsale", instance="` + e2eInstanceID + `"})`},
+		{s.promOTLP, `sum(process_resident_memory_bytes{job="flashsale", instance="` + e2eInstanceID + `"})`},
 	} {
+		expr := q.expr
 		s.waitFor(t, time.Minute, expr+" > 0", func() (bool, string) {
-			v, err := s.prom.query(expr)
+			v, err := q.prom.query(expr)
 			if err != nil || len(v) == 0 {
 				return false, fmt.Sprintf("%v %v", v, err)
 			}
