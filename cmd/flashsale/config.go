@@ -97,7 +97,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		DBMaxIdleConns:  intVar("DB_MAX_IDLE_CONNS", 32, 0, 1000),
 		RedisPoolSize:   intVar("REDIS_POOL_SIZE", 64, 1, 10000),
 		AttemptBatch:    intVar("ATTEMPT_BATCH_MAX", 500, 1, 10000),
-		AttemptWriters:  intVar("ATTEMPT_WRITERS", 4, 1, 64),
+		AttemptWriters:  intVar("ATTEMPT_WRITERS", 2, 1, 64),
 		MaxInFlight:     intVar("MAX_INFLIGHT", 256, 0, 100000),
 		QueueWait:       durVar("QUEUE_WAIT", 5*time.Second, time.Millisecond),
 		PurchaseBatch:   intVar("PURCHASE_BATCH_MAX", 64, 1, 1000),

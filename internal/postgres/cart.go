@@ -88,7 +88,7 @@ func NewCartStore(db *DB, opts CartStoreOptions) *CartStore {
 		opts.MaxBatch = 500
 	}
 	if opts.Writers <= 0 {
-		opts.Writers = 4
+		opts.Writers = 2
 	}
 	if opts.Timeout <= 0 {
 		opts.Timeout = 5 * time.Second

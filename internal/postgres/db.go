@@ -11,7 +11,8 @@ import (
 	"time"
 
 	"github.com/XSAM/otelsql"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 	"go.opentelemetry.io/otel/metric"
@@ -32,9 +33,10 @@ type Options struct {
 
 // DB is a pool of instrumented connections to PostgreSQL.
 type DB struct {
-	sql     *sql.DB
-	metrics *dbMetrics
-	regs    []metric.Registration
+	sql        *sql.DB
+	connConfig string // the name of the registered pgx configuration
+	metrics    *dbMetrics
+	regs       []metric.Registration
 }
 
 // Open connects to PostgreSQL through pgx's database/sql driver wrapped by
@@ -51,14 +53,27 @@ func Open(dsn string, opts Options) (*DB, error) {
 			OmitConnPrepare:      true,
 		}),
 	}
-	sqlDB, err := otelsql.Open("pgx", dsn, otelOpts...)
+	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	// Plans for the statements' actual arguments and the tables' actual
+	// sizes: a generic plan cached while a sale's tables were empty (a sequential
+	// scan of carts) would be kept while they grow by thousands of rows a
+	// second. Measured: half the checkout throughput (docs/BENCHMARKS.md).
+	if _, ok := cfg.RuntimeParams["plan_cache_mode"]; !ok {
+		cfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
+	}
+	name := stdlib.RegisterConnConfig(cfg)
+	sqlDB, err := otelsql.Open("pgx", name, otelOpts...)
+	if err != nil {
+		stdlib.UnregisterConnConfig(name)
 		return nil, fmt.Errorf("open database: %w", err)
 	}
 	sqlDB.SetMaxOpenConns(opts.MaxOpenConns)
 	sqlDB.SetMaxIdleConns(opts.MaxIdleConns)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
-	db := &DB{sql: sqlDB}
+	db := &DB{sql: sqlDB, connConfig: name}
 	reg, err := otelsql.RegisterDBStatsMetrics(sqlDB, otelOpts...)
 	if err != nil {
 		sqlDB.Close()
@@ -108,5 +123,7 @@ func (db *DB) Close() error {
 	if db.metrics != nil {
 		_ = db.metrics.reg.Unregister()
 	}
-	return db.sql.Close()
+	err := db.sql.Close()
+	stdlib.UnregisterConnConfig(db.connConfig)
+	return err
 }
