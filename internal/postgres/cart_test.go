@@ -161,15 +161,7 @@ func TestCheckoutRacesPurchase(t *testing.T) {
 func TestCheckoutBatchFallsBackOneByOne(t *testing.T) {
 	s := mustStores(t, "")
 	sale := s.mustSale(t, 100, 10)
-	if _, err := s.sql.Exec(`
-CREATE FUNCTION refuse_mallory() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.user_id = 'mallory' THEN RAISE EXCEPTION 'refused'; END IF;
-  RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_mallory BEFORE INSERT ON checkout_attempts FOR EACH ROW EXECUTE FUNCTION refuse_mallory();`); err != nil {
-		t.Fatal(err)
-	}
+	s.refuseMallory(t, "checkout_attempts")
 	var wg sync.WaitGroup
 	errs := make([]error, 40)
 	for i := range errs {

@@ -116,13 +116,17 @@ func (p *commitCutter) clientToServer(c, s net.Conn, mute *atomic.Bool) {
 	}
 }
 
-func proxied(t *testing.T, dbURL, addr string) string {
+// mustCutStores opens stores over a fresh database directly, and stores
+// over the same database through a commitCutter.
+func mustCutStores(t *testing.T, forward bool) (direct, cut *stores, cutter *commitCutter) {
+	dbURL := testenv.MustDatabase(t)
 	u, err := url.Parse(dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	u.Host = addr
-	return u.String()
+	cutter = startCommitCutter(t, u.Host, forward)
+	u.Host = cutter.ln.Addr().String()
+	return mustStores(t, dbURL), mustStores(t, u.String()), cutter
 }
 
 // TestAmbiguousCommitIsReadBack cuts the connection while a checkout batch's
@@ -139,12 +143,8 @@ func TestAmbiguousCommitIsReadBack(t *testing.T) {
 		{"commit never sent", false, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dbURL := testenv.MustDatabase(t)
-			direct := mustStores(t, dbURL)
+			direct, s, cutter := mustCutStores(t, tt.forward)
 			sale := direct.mustSale(t, 10, 10)
-			u, _ := url.Parse(dbURL)
-			cutter := startCommitCutter(t, u.Host, tt.forward)
-			s := mustStores(t, proxied(t, dbURL, cutter.ln.Addr().String()))
 			s.mustCheckout(t, sale, "warmup", 1, flashsale.NewCode(sale.ID)) // connections open
 			cutter.armed.Store(true)
 			code := flashsale.NewCode(sale.ID)

@@ -135,15 +135,7 @@ func TestPurchaseBatches(t *testing.T) {
 func TestPurchaseBatchFallsBackOneByOne(t *testing.T) {
 	s := mustStores(t, "")
 	sale := s.mustSale(t, 100, 10)
-	if _, err := s.sql.Exec(`
-CREATE FUNCTION refuse_mallory() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-  IF NEW.user_id = 'mallory' THEN RAISE EXCEPTION 'refused'; END IF;
-  RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_mallory BEFORE INSERT ON purchases FOR EACH ROW EXECUTE FUNCTION refuse_mallory();`); err != nil {
-		t.Fatal(err)
-	}
+	s.refuseMallory(t, "purchases")
 	codes := make([]string, 40)
 	for i := range codes {
 		user := fmt.Sprintf("u%d", i)

@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"net/url"
 	"testing"
 	"time"
 
@@ -9,7 +8,6 @@ import (
 
 	"github.com/flashsale/flashsale/internal/flashsale"
 	"github.com/flashsale/flashsale/internal/postgres"
-	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 // refusalStore replaces s.carts by a cart store with opts, whose periodic
@@ -144,12 +142,8 @@ func TestRefusalsSurviveAFailedCommit(t *testing.T) {
 		{"commit never sent", false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			dbURL := testenv.MustDatabase(t)
-			direct := mustStores(t, dbURL)
+			direct, s, cutter := mustCutStores(t, tt.forward)
 			sale := direct.mustSale(t, 10, 10)
-			u, _ := url.Parse(dbURL)
-			cutter := startCommitCutter(t, u.Host, tt.forward)
-			s := mustStores(t, proxied(t, dbURL, cutter.ln.Addr().String()))
 			carts := s.refusalStore(t, postgres.CartStoreOptions{Writers: 1})
 			s.mustCheckout(t, sale, "warmup", 1, flashsale.NewCode(sale.ID)) // connections open
 			for range 5 {

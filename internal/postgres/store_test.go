@@ -106,3 +106,18 @@ func soldFlags(r flashsale.PurchaseResult) map[int64]bool {
 	}
 	return m
 }
+
+// refuseMallory makes the database reject every row of user mallory written
+// to table: a batch holding one fails as a whole.
+func (s *stores) refuseMallory(tb testing.TB, table string) {
+	tb.Helper()
+	if _, err := s.sql.Exec(`
+CREATE FUNCTION refuse_mallory() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF NEW.user_id = 'mallory' THEN RAISE EXCEPTION 'refused'; END IF;
+  RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_mallory BEFORE INSERT ON ` + table + ` FOR EACH ROW EXECUTE FUNCTION refuse_mallory();`); err != nil {
+		tb.Fatal(err)
+	}
+}
