@@ -188,3 +188,24 @@ func TestCheckoutBatchFallsBackOneByOne(t *testing.T) {
 		t.Errorf("the refused checkouts left %d carts", got)
 	}
 }
+
+// TestCheckoutOfUserAtLimit: a user whose purchases reached the limit (the
+// cache may not know it yet) is refused by the store, and no item lands in
+// the cart the checkout opened.
+func TestCheckoutOfUserAtLimit(t *testing.T) {
+	s := mustStores(t, "")
+	sale := s.mustSale(t, 10, 1)
+	first := s.mustCheckout(t, sale, "dave", 1, flashsale.NewCode(sale.ID))
+	if _, err := s.purchases.Purchase(context.Background(), sale.ID, first.Code); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.checkout(t, sale, "dave", 2, first.Code); flashsale.ErrorCode(err) != flashsale.EUserLimit {
+		t.Fatalf("checkout past the limit: %v, want %s", err, flashsale.EUserLimit)
+	}
+	if got := s.count(t, `SELECT count(*) FROM carts WHERE user_id = 'dave' AND state = 'open' AND cardinality(item_ids) > 0`); got != 0 {
+		t.Errorf("%d open carts of dave hold items", got)
+	}
+	if got := s.count(t, `SELECT count(*) FROM checkout_attempts WHERE user_id = 'dave' AND outcome = 'user_limit_reached'`); got != 1 {
+		t.Errorf("%d refused attempts recorded, want 1", got)
+	}
+}
