@@ -476,9 +476,21 @@ func (s *e2eStack) checkCounters(t *testing.T, trafficEnd time.Time, sl sale) {
 	exact(`purchase_success_total{job="flashsale"}`, float64(ta.purchaseSuccess))
 	byReason("purchase_failure_total", ta.purchaseFailure)
 	exact(`sale_items_sold_total{job="flashsale"}`, float64(sl.ItemsSold))
-	exact(`sale_items_sold_current{job="flashsale"}`, float64(sl.ItemsSold))
-	exact(`sale_items_offered{job="flashsale"}`, float64(sl.TotalItems))
-	exact(`sale_active{job="flashsale"}`, 1)
+	// The sale gauges are read from PostgreSQL at most a second before a
+	// scrape: the next scrapes catch up.
+	for expr, want := range map[string]float64{
+		`sale_items_sold_current{job="flashsale"}`: float64(sl.ItemsSold),
+		`sale_items_offered{job="flashsale"}`:      float64(sl.TotalItems),
+		`sale_active{job="flashsale"}`:             1,
+	} {
+		s.waitFor(t, 30*time.Second, expr+" to equal the sale's", func() (bool, string) {
+			v, err := s.prom.query(expr)
+			if err != nil || len(v) != 1 {
+				return false, fmt.Sprintf("%v %v", v, err)
+			}
+			return v[0].value() == want, v[0].String()
+		})
+	}
 	t.Logf("direct scrape: counters equal the traffic's tally (%d checkouts, %d purchases)", ta.checkouts, ta.purchases)
 	// The seed's name of the sold gauge, recorded by a rule at the next evaluation.
 	s.waitFor(t, 30*time.Second, "the recorded sale_items_sold to equal the sale's", func() (bool, string) {
