@@ -205,25 +205,20 @@ func (s *CartStore) commit(reqs []*checkoutReq) ([]checkoutAnswer, error) {
 }
 
 var (
-	// A cart opened here holds at once the first item its user checks out in
-	// the batch, the likely decision; the batch's last statement rewrites the
-	// carts whose decided items differ from what they hold.
 	qLockCarts = newQuery("insert", "carts", `
-INSERT INTO carts (code, sale_id, user_id, item_ids)
-SELECT CASE WHEN EXISTS (SELECT 1 FROM carts x WHERE x.code = t.c) THEN t.n ELSE t.c END, t.s, t.u, ARRAY[t.i]
-FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[]) AS t(c, n, s, u, i)
+INSERT INTO carts (code, sale_id, user_id)
+SELECT CASE WHEN EXISTS (SELECT 1 FROM carts x WHERE x.code = t.c) THEN t.n ELSE t.c END, t.s, t.u
+FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS t(c, n, s, u)
 ORDER BY t.s, t.u
 ON CONFLICT (sale_id, user_id) WHERE state = 'open' DO UPDATE SET state = carts.state
-RETURNING code, sale_id, user_id, item_ids, xmax = 0,
+RETURNING code, sale_id, user_id, item_ids,
     (SELECT items_bought FROM user_sale_counts b WHERE b.sale_id = carts.sale_id AND b.user_id = carts.user_id)`)
 	qAddToCarts = newQuery("insert", "checkout_attempts", `
-WITH decided AS (
+WITH added AS (
     SELECT code, array_agg(item ORDER BY n) AS items
     FROM unnest($6::text[], $7::bigint[]) WITH ORDINALITY AS a(code, item, n) GROUP BY code
-), written AS (
-    UPDATE carts c SET item_ids = coalesce(decided.items, '{}')
-    FROM unnest($8::text[]) AS w(code) LEFT JOIN decided ON decided.code = w.code
-    WHERE c.code = w.code
+), appended AS (
+    UPDATE carts c SET item_ids = c.item_ids || added.items FROM added WHERE c.code = added.code
 ), attempts AS (
     INSERT INTO checkout_attempts (sale_id, user_id, item_id, checkout_code, outcome)
     SELECT NULLIF(s, 0), u, i, NULLIF(c, ''), o
@@ -243,6 +238,8 @@ func (s *CartStore) decide(ctx context.Context, tx *txn, reqs []*checkoutReq) ([
 	n := len(reqs)
 	saleIDs, userIDs, itemIDs := make([]int64, 0, n), make([]string, 0, n), make([]int64, 0, n)
 	codes, outcomes := make([]string, 0, n), make([]string, 0, n)
+	var addCodes []string
+	var addItems []int64
 	for i, req := range reqs {
 		a := req.a
 		outcome, code := a.Outcome, ""
@@ -254,27 +251,16 @@ func (s *CartStore) decide(ctx context.Context, tx *txn, reqs []*checkoutReq) ([
 				answers[i].err = err
 			} else {
 				outcome, code = flashsale.OutcomeAccepted, c.Code
+				addCodes, addItems = append(addCodes, c.Code), append(addItems, a.ItemID)
 				answers[i].add = flashsale.CartAdd{Code: c.Code, ItemsCount: len(c.ItemIDs)}
 			}
 		}
 		saleIDs, userIDs, itemIDs = append(saleIDs, a.SaleID), append(userIDs, a.UserID), append(itemIDs, a.ItemID)
 		codes, outcomes = append(codes, code), append(outcomes, outcome)
 	}
-	// The carts whose decided items differ from what their rows hold.
-	var writeCodes, itemCodes []string
-	var items []int64
-	for _, c := range carts {
-		if slices.Equal(c.ItemIDs, c.held) {
-			continue
-		}
-		writeCodes = append(writeCodes, c.Code)
-		for _, id := range c.ItemIDs {
-			itemCodes, items = append(itemCodes, c.Code), append(items, id)
-		}
-	}
 	// The statement answers the transaction's id, for reading back a commit
 	// whose outcome is unknown.
-	if err := s.db.queryRow(ctx, tx, qAddToCarts, saleIDs, userIDs, itemIDs, codes, outcomes, itemCodes, items, writeCodes).Scan(&tx.xid); err != nil {
+	if err := s.db.queryRow(ctx, tx, qAddToCarts, saleIDs, userIDs, itemIDs, codes, outcomes, addCodes, addItems).Scan(&tx.xid); err != nil {
 		return nil, fmt.Errorf("add to carts: %w", err)
 	}
 	return answers, nil
@@ -285,7 +271,6 @@ func (s *CartStore) decide(ctx context.Context, tx *txn, reqs []*checkoutReq) ([
 type lockedCart struct {
 	flashsale.Cart
 	bought int
-	held   []int64 // the items its row holds now
 }
 
 // lockCarts locks the open cart of every user of the batch's checkouts to
@@ -294,7 +279,7 @@ type lockedCart struct {
 func (s *CartStore) lockCarts(ctx context.Context, tx *txn, reqs []*checkoutReq) (map[flashsale.UserKey]*lockedCart, error) {
 	carts := map[flashsale.UserKey]*lockedCart{}
 	var codes, fresh, users []string
-	var sales, first []int64
+	var sales []int64
 	for _, req := range reqs {
 		a := req.a
 		k := flashsale.UserKey{SaleID: a.SaleID, UserID: a.UserID}
@@ -303,12 +288,11 @@ func (s *CartStore) lockCarts(ctx context.Context, tx *txn, reqs []*checkoutReq)
 		}
 		carts[k] = nil
 		codes, fresh, sales, users = append(codes, a.Code), append(fresh, a.NewCode), append(sales, a.SaleID), append(users, a.UserID)
-		first = append(first, a.ItemID)
 	}
 	if len(codes) == 0 {
 		return carts, nil
 	}
-	rows, err := s.db.query(ctx, tx, qLockCarts, codes, fresh, sales, users, first)
+	rows, err := s.db.query(ctx, tx, qLockCarts, codes, fresh, sales, users)
 	if err != nil {
 		return nil, fmt.Errorf("lock carts: %w", err)
 	}
@@ -316,17 +300,11 @@ func (s *CartStore) lockCarts(ctx context.Context, tx *txn, reqs []*checkoutReq)
 	for rows.Next() {
 		c := &lockedCart{}
 		var items int64Array
-		var opened bool
 		var bought sql.NullInt64
-		if err := rows.Scan(&c.Code, &c.SaleID, &c.UserID, &items, &opened, &bought); err != nil {
+		if err := rows.Scan(&c.Code, &c.SaleID, &c.UserID, &items, &bought); err != nil {
 			return nil, fmt.Errorf("lock carts: %w", err)
 		}
-		c.held, c.bought = items, int(bought.Int64)
-		if !opened {
-			// An open cart found: the batch adds to its items. A cart
-			// opened here holds a tentative item only: decided from empty.
-			c.ItemIDs = slices.Clone(c.held)
-		}
+		c.ItemIDs, c.bought = slices.Clip([]int64(items)), int(bought.Int64)
 		carts[flashsale.UserKey{SaleID: c.SaleID, UserID: c.UserID}] = c
 	}
 	if err := rows.Err(); err != nil {
