@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
@@ -77,6 +76,8 @@ type checkoutReq struct {
 	done chan checkoutAnswer
 }
 
+func (r *checkoutReq) spanLink() trace.Link { return r.link }
+
 type checkoutAnswer struct {
 	add flashsale.CartAdd
 	err error
@@ -140,46 +141,18 @@ func (s *CartStore) Close() error {
 	return s.closeErr
 }
 
-// write commits one batch and answers its requests. When the database
-// rejects the batch for a reason other than an outage — a bug this code
-// should not have — each checkout is retried alone, so one cannot fail the
-// others.
+// write commits one batch and answers its requests.
 func (s *CartStore) write(reqs []*checkoutReq) {
-	answers, err := s.commit(reqs)
-	if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(reqs) > 1 {
-		s.opts.Logger.Error("checkout batch rejected, writing checkouts one by one", "err", err, "checkouts", len(reqs))
-		for _, req := range reqs {
-			a, err := s.commit([]*checkoutReq{req})
-			if err != nil {
-				req.done <- checkoutAnswer{err: err}
-				continue
-			}
-			req.done <- a[0]
-		}
-		return
-	}
-	for i, req := range reqs {
-		if err != nil {
-			req.done <- checkoutAnswer{err: err}
-			continue
-		}
-		req.done <- answers[i]
-	}
+	writeBatch(s.opts.Logger, "checkout", reqs, s.commit,
+		func(req *checkoutReq, a checkoutAnswer) { req.done <- a },
+		func(err error) checkoutAnswer { return checkoutAnswer{err: err} })
 }
 
 // commit runs one batch's transaction in a span under the first request,
 // linked to every request it carries.
 func (s *CartStore) commit(reqs []*checkoutReq) ([]checkoutAnswer, error) {
-	links := make([]trace.Link, 0, len(reqs))
-	for _, req := range reqs {
-		if req.link.SpanContext.IsValid() {
-			links = append(links, req.link)
-		}
-	}
-	ctx, span := batch.Start(s.tracer, "checkouts.commit", reqs[0].link.SpanContext, links,
-		trace.WithAttributes(attribute.Int("checkouts.batch_size", len(reqs))))
+	ctx, span, cancel := startBatch(s.tracer, "checkouts.commit", "checkouts.batch_size", reqs, s.opts.Timeout)
 	defer span.End()
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	// The refusals counted since the last write ride along.
 	refusals, overflow := s.refusals.take()

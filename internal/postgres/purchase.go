@@ -8,7 +8,6 @@ import (
 	"slices"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
@@ -57,6 +56,8 @@ type purchaseReq struct {
 	link   trace.Link
 	done   chan purchaseAnswer
 }
+
+func (r *purchaseReq) spanLink() trace.Link { return r.link }
 
 type purchaseAnswer struct {
 	p   *flashsale.Purchase
@@ -108,45 +109,18 @@ func (s *PurchaseStore) Purchase(ctx context.Context, saleID int64, code string)
 	return a.p, a.err
 }
 
-// write sells one batch and answers its requests. When the database rejects
-// the batch for a reason other than an outage — a bug this code should not
-// have — each purchase is retried alone, so one cannot fail the others.
+// write sells one batch and answers its requests.
 func (s *PurchaseStore) write(reqs []*purchaseReq) {
-	answers, err := s.sell(reqs)
-	if err != nil && flashsale.ErrorCode(err) != flashsale.EUnavailable && len(reqs) > 1 {
-		s.opts.Logger.Error("purchase batch rejected, selling carts one by one", "err", err, "purchases", len(reqs))
-		for _, req := range reqs {
-			a, err := s.sell([]*purchaseReq{req})
-			if err != nil {
-				req.done <- purchaseAnswer{err: err}
-				continue
-			}
-			req.done <- a[0]
-		}
-		return
-	}
-	for i, req := range reqs {
-		if err != nil {
-			req.done <- purchaseAnswer{err: err}
-			continue
-		}
-		req.done <- answers[i]
-	}
+	writeBatch(s.opts.Logger, "purchase", reqs, s.sell,
+		func(req *purchaseReq, a purchaseAnswer) { req.done <- a },
+		func(err error) purchaseAnswer { return purchaseAnswer{err: err} })
 }
 
 // sell runs one batch's transaction, retried whole on serialization
 // failures, in a span under the first request, linked to every request.
 func (s *PurchaseStore) sell(reqs []*purchaseReq) ([]purchaseAnswer, error) {
-	links := make([]trace.Link, 0, len(reqs))
-	for _, req := range reqs {
-		if req.link.SpanContext.IsValid() {
-			links = append(links, req.link)
-		}
-	}
-	ctx, span := batch.Start(s.tracer, "purchases.commit", reqs[0].link.SpanContext, links,
-		trace.WithAttributes(attribute.Int("purchases.batch_size", len(reqs))))
+	ctx, span, cancel := startBatch(s.tracer, "purchases.commit", "purchases.batch_size", reqs, s.opts.Timeout)
 	defer span.End()
-	ctx, cancel := context.WithTimeout(ctx, s.opts.Timeout)
 	defer cancel()
 	var answers []purchaseAnswer
 	err := s.db.transact(ctx, nil, func(tx *txn) error {
