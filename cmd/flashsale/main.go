@@ -135,7 +135,7 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		Propagator: tel.Propagator, Logger: log, MetricsHandler: metricsHandler,
 		MaxInFlight: cfg.MaxInFlight, QueueWait: cfg.QueueWait,
 		Refusals: carts, // checkouts shed or rate-limited, counted in PostgreSQL per minute
-		RateLimits: &httpapi.RateLimits{
+		RateLimits: httpapi.RateLimits{
 			Limiter: limiter, User: cfg.RateLimitUser, Addr: cfg.RateLimitAddr, TrustedProxies: cfg.TrustedProxies,
 		},
 		Checks: map[string]func(context.Context) error{

@@ -30,9 +30,9 @@ func ValidateUserID(id string) error {
 
 // CheckoutResult is what a successful checkout returns.
 type CheckoutResult struct {
-	Code       string    `json:"code"`
-	ItemsCount int       `json:"items_count"`
-	SaleEndsAt time.Time `json:"sale_ends_at"`
+	Code       string
+	ItemsCount int
+	SaleEndsAt time.Time
 }
 
 // Attempt is one well-formed checkout request, as the cart store records it.

@@ -5,17 +5,17 @@ import "context"
 // PurchasedItem is one item of a purchased cart and whether it was sold to the
 // cart's user.
 type PurchasedItem struct {
-	ID   int64  `json:"id"`
-	Name string `json:"name"`
-	Sold bool   `json:"sold"`
+	ID   int64
+	Name string
+	Sold bool
 }
 
 // PurchaseResult is the response of a purchase; a replay returns the same.
 type PurchaseResult struct {
-	Success        bool            `json:"success"`
-	Items          []PurchasedItem `json:"items"`
-	TotalPurchased int             `json:"total_purchased"`
-	FailedCount    int             `json:"failed_count"`
+	Success        bool
+	Items          []PurchasedItem
+	TotalPurchased int
+	FailedCount    int
 }
 
 // Purchase is a committed purchase as the store reports it.

@@ -14,14 +14,14 @@ const itemIDFactor = MaxSaleItems + 1
 // Sale is a time window in which a fixed set of items is sold. Its id is the
 // Unix time of its start in seconds.
 type Sale struct {
-	ID         int64     `json:"id"`
-	StartedAt  time.Time `json:"started_at"`
-	EndedAt    time.Time `json:"ended_at"`
-	TotalItems int       `json:"total_items"`
-	ItemsSold  int       `json:"items_sold"`
+	ID         int64
+	StartedAt  time.Time
+	EndedAt    time.Time
+	TotalItems int
+	ItemsSold  int
 	// UserItemLimit is how many items one user may buy in this sale, fixed
 	// when the sale is created.
-	UserItemLimit int `json:"user_item_limit"`
+	UserItemLimit int
 }
 
 // SaleID returns the id of the sale that starts at t.
@@ -52,11 +52,11 @@ func (s *Sale) CheckRunning(now time.Time) error {
 
 // Item is one unit for sale. Its id is SaleID*1,000,000 + its sequence number.
 type Item struct {
-	ID       int64  `json:"id"`
-	SaleID   int64  `json:"-"`
-	Name     string `json:"name"`
-	ImageURL string `json:"image_url"`
-	Sold     bool   `json:"sold"`
+	ID       int64
+	SaleID   int64
+	Name     string
+	ImageURL string
+	Sold     bool
 }
 
 // ItemID returns the id of the seq-th item (1-based) of a sale.

@@ -108,9 +108,9 @@ func decodeCreateSale(w http.ResponseWriter, r *http.Request) (flashsale.NewSale
 // address that failed adminFailureLimit times in the window is answered 429
 // until the window ends, whatever it sends (see adminGuard).
 func (s *Server) handleCreateSale(w http.ResponseWriter, r *http.Request) {
-	addr := s.addrs.clientAddr(r)
+	addr := s.limits.clientAddr(r)
 	if wait := s.adminGuard.blocked(addr); wait > 0 {
-		s.writeError(w, r, &flashsale.Error{Code: flashsale.ERateLimited,
+		writeError(w, r, &flashsale.Error{Code: flashsale.ERateLimited,
 			Message: "too many failed admin authentications from this address, retry later", Err: flashsale.RetryAfter(wait)})
 		return
 	}
@@ -123,21 +123,21 @@ func (s *Server) handleCreateSale(w http.ResponseWriter, r *http.Request) {
 				slog.String("client_addr", addr), slog.Int("failures", adminFailureLimit), slog.Duration("window", adminFailureWindow))
 		}
 		w.Header().Set("WWW-Authenticate", "Bearer")
-		s.writeError(w, r, flashsale.Errorf(flashsale.EUnauthorized, "a valid admin bearer token is required"))
+		writeError(w, r, flashsale.Errorf(flashsale.EUnauthorized, "a valid admin bearer token is required"))
 		return
 	}
 	n, err := decodeCreateSale(w, r)
 	if err != nil {
-		s.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
 	sale, err := s.svc.CreateSale(r.Context(), n.TotalItems, n.Duration)
 	if err != nil {
-		s.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Location", "/sales/"+strconv.FormatInt(sale.ID, 10))
-	s.writeJSON(w, r, http.StatusCreated, newSaleResponse(sale))
+	writeJSON(w, r, http.StatusCreated, newSaleResponse(sale))
 }
 
 // jsonError turns an error decoding a JSON body into an *flashsale.Error.

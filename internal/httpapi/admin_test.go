@@ -69,7 +69,7 @@ func TestAdminRejectsBadBody(t *testing.T) {
 }
 
 func TestAdminCreateSale(t *testing.T) {
-	h := newStoreHarness(t, Options{AdminToken: testAdminToken})
+	h := newHarness(t, Options{AdminToken: testAdminToken})
 	w := h.do("POST", "/admin/sales", strings.NewReader(`{"total_items":5,"duration":"10m"}`+"\n"), "Authorization", "bearer "+testAdminToken)
 	var got saleResponse
 	decode(t, w, http.StatusCreated, &got)
@@ -92,7 +92,7 @@ func TestAdminCreateSale(t *testing.T) {
 // refusal is a 401 with WWW-Authenticate, logged at Warn with its reason and
 // never with what was sent, and counted as a 401 of /admin/sales.
 func TestAdminAuthorization(t *testing.T) {
-	h := newStoreHarness(t, Options{AdminToken: testAdminToken})
+	h := newHarness(t, Options{AdminToken: testAdminToken})
 	wrong := "wrong-" + testAdminToken
 	refusals := []struct {
 		name   string
@@ -154,7 +154,7 @@ func TestAdminAuthorization(t *testing.T) {
 // TestAdminSeparateListener checks that with SeparateAdmin the API's handler
 // does not serve the admin route and the admin handler serves only it.
 func TestAdminSeparateListener(t *testing.T) {
-	h := newStoreHarness(t, Options{AdminToken: testAdminToken, SeparateAdmin: true})
+	h := newHarness(t, Options{AdminToken: testAdminToken, SeparateAdmin: true})
 	body := `{"total_items":5,"duration":"10m"}`
 	w := h.do("POST", "/admin/sales", strings.NewReader(body), "Authorization", "Bearer "+testAdminToken)
 	wantError(t, w, http.StatusNotFound, flashsale.ENotFound)
@@ -192,7 +192,7 @@ func TestAdminSeparateListener(t *testing.T) {
 // token included, until the window ends; other addresses are not held back;
 // and the logs never hold what was sent.
 func TestAdminGuessingThrottled(t *testing.T) {
-	h := newStoreHarness(t, Options{AdminToken: testAdminToken})
+	h := newHarness(t, Options{AdminToken: testAdminToken})
 	now := time.Now()
 	h.srv.adminGuard.now = func() time.Time { return now }
 	send := func(addr, token string, duration int) *httptest.ResponseRecorder {

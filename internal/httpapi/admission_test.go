@@ -13,8 +13,8 @@ import (
 // at most QueueWait and is then answered 503 overloaded with Retry-After,
 // that probes are never held back, and that a freed slot admits again.
 func TestAdmissionSheds(t *testing.T) {
-	h := newStoreHarness(t, Options{MaxInFlight: 1, QueueWait: 50 * time.Millisecond})
-	h.store.block, h.store.entered = make(chan struct{}), make(chan struct{}, 1)
+	h := newHarness(t, Options{MaxInFlight: 1, QueueWait: 50 * time.Millisecond})
+	h.svc.block, h.svc.entered = make(chan struct{}), make(chan struct{}, 1)
 	checkout := func(user string) string {
 		return fmt.Sprintf("/checkout?user_id=%s&id=%d", user, h.sale.ID*1_000_000+1)
 	}
@@ -22,7 +22,7 @@ func TestAdmissionSheds(t *testing.T) {
 	var wg sync.WaitGroup
 	var first *httptest.ResponseRecorder
 	wg.Go(func() { first = h.do(http.MethodPost, checkout("holder"), nil) })
-	<-h.store.entered // the first request holds the only slot
+	<-h.svc.entered // the first request holds the only slot
 
 	start := time.Now()
 	w := h.do(http.MethodPost, checkout("shed"), nil)
@@ -40,12 +40,12 @@ func TestAdmissionSheds(t *testing.T) {
 		}
 	}
 
-	close(h.store.block)
+	close(h.svc.block)
 	wg.Wait()
 	if first.Code != http.StatusOK {
 		t.Errorf("the admitted request got %d: %s", first.Code, first.Body)
 	}
-	h.store.block = nil
+	h.svc.block = nil
 	if w := h.do(http.MethodPost, checkout("after"), nil); w.Code != http.StatusOK {
 		t.Errorf("after the slot was freed: %d %s", w.Code, w.Body)
 	}

@@ -74,11 +74,11 @@ func (s *Server) handleCheckout(w http.ResponseWriter, r *http.Request) {
 	res, err := s.checkout(ctx, r)
 	if err != nil {
 		s.metrics.checkoutFailure.Add(ctx, 1, s.metrics.reason(flashsale.ErrorCode(err)))
-		s.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
 	s.metrics.checkoutSuccess.Add(ctx, 1)
-	s.writeJSON(w, r, http.StatusOK, checkoutResponse{
+	writeJSON(w, r, http.StatusOK, checkoutResponse{
 		Code:       res.Code,
 		ItemsCount: res.ItemsCount,
 		SaleEndsAt: res.SaleEndsAt.UTC().Format(time.RFC3339),

@@ -57,7 +57,7 @@ func TestCheckoutRejectsBadInput(t *testing.T) {
 // body, however small, announced by Content-Length or chunked, with 413
 // before its handler: no checkout attempt, and nothing read.
 func TestBodyRefused(t *testing.T) {
-	h := newStoreHarness(t, Options{})
+	h := newHarness(t, Options{})
 	item := itoa(flashsale.ItemID(h.sale.ID, 3))
 	for _, tt := range []struct {
 		name, method, target string
@@ -118,7 +118,7 @@ func TestCheckoutRejectedMetrics(t *testing.T) {
 }
 
 func TestCheckoutSuccess(t *testing.T) {
-	h := newStoreHarness(t, Options{})
+	h := newHarness(t, Options{})
 	itemID := flashsale.ItemID(h.sale.ID, 3)
 	// item_id is an alias; an identical id alongside it is accepted.
 	w := h.do("POST", "/checkout?user_id=alice&item_id="+itoa(itemID)+"&id="+itoa(itemID), nil)
@@ -172,8 +172,8 @@ func TestCheckoutDomainErrors(t *testing.T) {
 	for _, tt := range tests {
 		code := flashsale.ErrorCode(tt.err)
 		t.Run(code, func(t *testing.T) {
-			h := newStoreHarness(t, Options{})
-			h.store.addErr = tt.err
+			h := newHarness(t, Options{})
+			h.svc.checkoutErr = tt.err
 			w := h.do("POST", "/checkout?user_id=bob&id="+itoa(flashsale.ItemID(h.sale.ID, 1)), nil)
 			wantError(t, w, tt.status, code)
 			if got := w.Header().Get("Retry-After") == "1"; got != tt.retryAfter {
@@ -196,8 +196,8 @@ func TestCheckoutDomainErrors(t *testing.T) {
 			if tt.spanError && !strings.Contains(logs, tt.err.Error()) {
 				t.Errorf("cause %q not logged:\n%s", tt.err, logs)
 			}
-			if len(h.store.attempts) != 1 || h.store.attempts[0].Outcome != code {
-				t.Errorf("attempts = %+v", h.store.attempts)
+			if h.svc.checkouts != 1 {
+				t.Errorf("the service was asked %d times, want 1", h.svc.checkouts)
 			}
 		})
 	}

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
 )
@@ -72,7 +71,7 @@ type errorResponse struct {
 // writeError answers err as JSON with the status of its code. The cause is
 // never shown to the client: it is kept on the response for the request log,
 // which logs it for 5xx answers only.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := flashsale.ErrorCode(err)
 	if rw, ok := w.(*responseWriter); ok {
 		rw.err = err
@@ -84,11 +83,11 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.As(err, &wait) {
 		w.Header().Set("Retry-After", strconv.FormatInt(wait.Seconds(), 10))
 	}
-	s.writeJSON(w, r, errorStatus(code), errorResponse{Error: code, Message: flashsale.ErrorMessage(err)})
+	writeJSON(w, r, errorStatus(code), errorResponse{Error: code, Message: flashsale.ErrorMessage(err)})
 }
 
 // writeJSON answers v as JSON with the given status.
-func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
+func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		if rw, ok := w.(*responseWriter); ok {
@@ -109,22 +108,4 @@ func (s *Server) writeJSON(w http.ResponseWriter, r *http.Request, status int, v
 // tooLarge is the error of a body over maxBodyBytes.
 func tooLarge() error {
 	return flashsale.Errorf(eTooLarge, "the request body must be at most %d bytes", maxBodyBytes)
-}
-
-// hasBody reports whether r announces a body: a Content-Length above zero,
-// or a chunked one of unknown length.
-func hasBody(r *http.Request) bool {
-	return r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
-}
-
-// refuseBody prepares the answer to a request whose body the route will not
-// read: the connection is closed after the answer, and net/http reads none
-// of the body, neither before the answer (to keep the connection) nor after
-// it (to drain it), so a client sending it a byte at a time holds nothing
-// once answered.
-func refuseBody(w http.ResponseWriter) {
-	w.Header().Set("Connection", "close")
-	// Reading the body now fails at once; the error is only that the
-	// writer cannot set deadlines (a recorder in tests).
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now())
 }

@@ -5,13 +5,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
 )
@@ -127,14 +125,12 @@ func FuzzCreateSaleBody(f *testing.F) {
 	})
 }
 
-// fuzzServer returns a Server on an in-memory store whose stores answer
-// every call, so that any request reaching the service is served.
+// fuzzServer returns a Server on a fakeService, so that any request reaching
+// the service is served.
 func fuzzServer() (*Server, *flashsale.Sale) {
-	store, sale := newFakeStore()
-	store.purchase = &flashsale.Purchase{Result: flashsale.PurchaseResult{Success: true, TotalPurchased: 1}, SaleID: sale.ID, UserID: "u1"}
-	log := slog.New(slog.DiscardHandler)
-	cfg := flashsale.Config{SaleItems: 10, SaleDuration: time.Hour, UserItemLimit: 10, PurchaseWait: 10 * time.Millisecond}
-	srv, err := NewServer(flashsale.NewService(cfg, store, store, store, store, log), Options{AdminToken: testAdminToken})
+	svc, sale := newFakeService()
+	svc.purchase = &flashsale.Purchase{Result: flashsale.PurchaseResult{Success: true, TotalPurchased: 1}, SaleID: sale.ID, UserID: "u1"}
+	srv, err := NewServer(svc, Options{AdminToken: testAdminToken})
 	if err != nil {
 		panic(err)
 	}

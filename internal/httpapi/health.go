@@ -123,7 +123,7 @@ func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	res.Memory, _ = s.readings.memory.Get(r.Context(), "")
-	s.writeJSON(w, r, status, res)
+	writeJSON(w, r, status, res)
 }
 
 // probeResponse is the body of /livez and /readyz.
@@ -134,14 +134,14 @@ type probeResponse struct {
 
 // handleLivez serves GET /livez: the process is up and serving.
 func (s *Server) handleLivez(w http.ResponseWriter, r *http.Request) {
-	s.writeJSON(w, r, http.StatusOK, probeResponse{Status: "ok"})
+	writeJSON(w, r, http.StatusOK, probeResponse{Status: "ok"})
 }
 
 // handleReadyz serves GET /readyz: 200 when every check passes and the
 // server is not shutting down, else 503 saying why.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if s.shuttingDown.Load() {
-		s.writeJSON(w, r, http.StatusServiceUnavailable, probeResponse{Status: "shutting_down"})
+		writeJSON(w, r, http.StatusServiceUnavailable, probeResponse{Status: "shutting_down"})
 		return
 	}
 	var failed []string
@@ -151,10 +151,10 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if len(failed) > 0 {
-		s.writeJSON(w, r, http.StatusServiceUnavailable, probeResponse{Status: "unavailable", Failed: failed})
+		writeJSON(w, r, http.StatusServiceUnavailable, probeResponse{Status: "unavailable", Failed: failed})
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, probeResponse{Status: "ok"})
+	writeJSON(w, r, http.StatusOK, probeResponse{Status: "ok"})
 }
 
 // registerHealthGauge registers health_service_up{service}: 1 when a service

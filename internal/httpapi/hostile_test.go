@@ -18,12 +18,12 @@ import (
 // backstop above the API's own limits.
 const outerMaxHeaderBytes = 256 << 10
 
-// newHostileServer serves a store-backed harness over real HTTP, with the
+// newHostileServer serves a harness over real HTTP, with the
 // header limit the command sets.
 func newHostileServer(t *testing.T, opts Options) (*harness, *httptest.Server) {
 	t.Helper()
-	h := newStoreHarness(t, opts)
-	h.store.purchase = &flashsale.Purchase{Result: flashsale.PurchaseResult{Success: true, TotalPurchased: 1}, SaleID: h.sale.ID, UserID: "u1"}
+	h := newHarness(t, opts)
+	h.svc.purchase = &flashsale.Purchase{Result: flashsale.PurchaseResult{Success: true, TotalPurchased: 1}, SaleID: h.sale.ID, UserID: "u1"}
 	ts := httptest.NewUnstartedServer(h.srv.Handler())
 	ts.Config.MaxHeaderBytes = outerMaxHeaderBytes
 	ts.Config.ReadHeaderTimeout = 5 * time.Second
@@ -169,8 +169,8 @@ func TestHostileRequests(t *testing.T) {
 		t.Errorf("431 on /admin/sales counted %d times, want 2", n)
 	}
 	// Rejections before the handler are not checkout attempts.
-	if len(h.store.attempts) != 0 {
-		t.Errorf("%d attempts recorded for hostile requests", len(h.store.attempts))
+	if h.svc.checkouts != 0 {
+		t.Errorf("%d hostile checkouts reached the service", h.svc.checkouts)
 	}
 }
 

@@ -58,7 +58,7 @@ func (s *Server) handlePurchase(w http.ResponseWriter, r *http.Request) {
 	p, err := s.purchase(ctx, r)
 	if err != nil {
 		s.metrics.purchaseFailure.Add(ctx, 1, s.metrics.reason(flashsale.ErrorCode(err)))
-		s.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
 	res := p.Result
@@ -70,10 +70,30 @@ func (s *Server) handlePurchase(w http.ResponseWriter, r *http.Request) {
 	if !p.Replay && res.TotalPurchased > 0 {
 		s.metrics.itemsSold.Add(ctx, int64(res.TotalPurchased))
 	}
-	if res.Items == nil {
-		res.Items = []flashsale.PurchasedItem{}
+	writeJSON(w, r, http.StatusOK, newPurchaseResponse(res))
+}
+
+// purchaseResponse is the body of a purchase that answered 200, a replay's
+// included.
+type purchaseResponse struct {
+	Success        bool                    `json:"success"`
+	Items          []purchasedItemResponse `json:"items"` // never null
+	TotalPurchased int                     `json:"total_purchased"`
+	FailedCount    int                     `json:"failed_count"`
+}
+
+type purchasedItemResponse struct {
+	ID   int64  `json:"id"`
+	Name string `json:"name"`
+	Sold bool   `json:"sold"`
+}
+
+func newPurchaseResponse(res flashsale.PurchaseResult) purchaseResponse {
+	items := make([]purchasedItemResponse, len(res.Items))
+	for i, it := range res.Items {
+		items[i] = purchasedItemResponse{ID: it.ID, Name: it.Name, Sold: it.Sold}
 	}
-	s.writeJSON(w, r, http.StatusOK, res)
+	return purchaseResponse{Success: res.Success, Items: items, TotalPurchased: res.TotalPurchased, FailedCount: res.FailedCount}
 }
 
 // purchase validates the request and runs the purchase in a "sale.purchase"
@@ -89,7 +109,7 @@ func (s *Server) purchase(ctx context.Context, r *http.Request) (*flashsale.Purc
 	ctx, span := s.tracer.Start(ctx, "sale.purchase")
 	defer span.End()
 	span.SetAttributes(attribute.Int64("sale.id", q.SaleID))
-	p, err := s.svc.Purchase(ctx, q.Code, s.addrs.clientAddr(r))
+	p, err := s.svc.Purchase(ctx, q.Code, s.limits.clientAddr(r))
 	if err != nil {
 		endWithError(span, err)
 		return nil, err

@@ -59,8 +59,8 @@ func TestPurchaseBodyTooLarge(t *testing.T) {
 }
 
 func TestPurchaseSuccess(t *testing.T) {
-	h := newStoreHarness(t, Options{})
-	h.store.purchase = &flashsale.Purchase{
+	h := newHarness(t, Options{})
+	h.svc.purchase = &flashsale.Purchase{
 		SaleID: h.sale.ID,
 		Result: flashsale.PurchaseResult{
 			Success: true,
@@ -75,13 +75,13 @@ func TestPurchaseSuccess(t *testing.T) {
 	}
 	code := flashsale.NewCode(h.sale.ID)
 	w := h.do("POST", "/purchase?code="+code, nil)
-	var res flashsale.PurchaseResult
+	var res purchaseResponse
 	decode(t, w, http.StatusOK, &res)
 	if !res.Success || res.TotalPurchased != 2 || res.FailedCount != 1 || len(res.Items) != 3 || res.Items[0].Name != "Item 1" {
 		t.Errorf("result = %+v", res)
 	}
 	// A replay answers the same and counts as the original, but sells nothing.
-	h.store.purchase.Replay = true
+	h.svc.purchase.Replay = true
 	decode(t, h.do("POST", "/purchase?code="+code, nil), http.StatusOK, &res)
 	if n := h.counter("purchase_success_total"); n != 2 {
 		t.Errorf("purchase_success_total = %d, want 2", n)
@@ -117,8 +117,8 @@ func TestPurchaseSuccess(t *testing.T) {
 }
 
 func TestPurchaseNothingAvailable(t *testing.T) {
-	h := newStoreHarness(t, Options{})
-	h.store.purchase = &flashsale.Purchase{SaleID: h.sale.ID, Result: flashsale.PurchaseResult{FailedCount: 1}}
+	h := newHarness(t, Options{})
+	h.svc.purchase = &flashsale.Purchase{SaleID: h.sale.ID, Result: flashsale.PurchaseResult{FailedCount: 1}}
 	w := h.do("POST", "/purchase?code="+flashsale.NewCode(h.sale.ID), nil)
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"items":[]`) {
 		t.Errorf("answer %d %s, want 200 with items []", w.Code, w.Body)
@@ -134,21 +134,21 @@ func TestPurchaseNothingAvailable(t *testing.T) {
 func TestPurchaseDomainErrors(t *testing.T) {
 	tests := []struct {
 		name       string
-		set        func(*fakeStore)
+		set        func(*fakeService)
 		code       string
 		status     int
 		retryAfter bool
 	}{
-		{"busy", func(f *fakeStore) { f.lockErr = flashsale.Errorf(flashsale.EPurchaseBusy, "busy") }, flashsale.EPurchaseBusy, http.StatusConflict, true},
-		{"unknown code", func(f *fakeStore) { f.lockErr = flashsale.Errorf(flashsale.ECodeNotFound, "no cart") }, flashsale.ECodeNotFound, http.StatusNotFound, false},
-		{"ended", func(f *fakeStore) { f.purchaseErr = flashsale.Errorf(flashsale.ESaleEnded, "over") }, flashsale.ESaleEnded, http.StatusGone, false},
-		{"not started", func(f *fakeStore) { f.purchaseErr = flashsale.Errorf(flashsale.ESaleNotStarted, "soon") }, flashsale.ESaleNotStarted, http.StatusConflict, false},
-		{"unavailable", func(f *fakeStore) { f.purchaseErr = flashsale.Unavailable("database", nil) }, flashsale.EUnavailable, http.StatusServiceUnavailable, true},
+		{"busy", func(f *fakeService) { f.purchaseErr = flashsale.Errorf(flashsale.EPurchaseBusy, "busy") }, flashsale.EPurchaseBusy, http.StatusConflict, true},
+		{"unknown code", func(f *fakeService) { f.purchaseErr = flashsale.Errorf(flashsale.ECodeNotFound, "no cart") }, flashsale.ECodeNotFound, http.StatusNotFound, false},
+		{"ended", func(f *fakeService) { f.purchaseErr = flashsale.Errorf(flashsale.ESaleEnded, "over") }, flashsale.ESaleEnded, http.StatusGone, false},
+		{"not started", func(f *fakeService) { f.purchaseErr = flashsale.Errorf(flashsale.ESaleNotStarted, "soon") }, flashsale.ESaleNotStarted, http.StatusConflict, false},
+		{"unavailable", func(f *fakeService) { f.purchaseErr = flashsale.Unavailable("database", nil) }, flashsale.EUnavailable, http.StatusServiceUnavailable, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := newStoreHarness(t, Options{})
-			tt.set(h.store)
+			h := newHarness(t, Options{})
+			tt.set(h.svc)
 			w := h.do("POST", "/purchase?code="+flashsale.NewCode(h.sale.ID), nil)
 			wantError(t, w, tt.status, tt.code)
 			if got := w.Header().Get("Retry-After") == "1"; got != tt.retryAfter {
@@ -164,7 +164,7 @@ func TestPurchaseDomainErrors(t *testing.T) {
 		})
 	}
 	// A code of an unknown sale is 404 as well.
-	h := newStoreHarness(t, Options{})
+	h := newHarness(t, Options{})
 	wantError(t, h.do("POST", "/purchase?code="+flashsale.NewCode(h.sale.ID+1), nil), http.StatusNotFound, flashsale.ECodeNotFound)
 }
 

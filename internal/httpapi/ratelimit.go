@@ -54,57 +54,44 @@ func (l Limit) period() time.Duration {
 
 func (l Limit) on() bool { return l.Rate > 0 }
 
-// RateLimits are the abuse limits of POST /checkout and POST /purchase.
-//
-// User is the budget of one user's checkouts (keyed by user_id) and of one
-// code's purchases (a code names one user's cart; looking its user up would
-// cost a round trip before the limit protects anything, and unknown codes have
-// no user). Addr is the budget of one client address over both endpoints
-// together: the connection's address, or, when that address is one of
-// TrustedProxies, the right-most address of X-Forwarded-For that is not a
-// trusted proxy. IPv6 clients are counted per /64, the block one subscriber
-// holds.
-//
-// A rejected request answers 429 rate_limited with Retry-After and is not
-// passed to the service: a rejected checkout writes no attempt row, since the
-// limit is there to keep abusive traffic off PostgreSQL; it is only counted,
-// per minute, through Options.Refusals. When the Limiter fails (Redis
-// unreachable or slower than its timeout) requests are let through: the
-// sale's guarantees are kept by PostgreSQL, not by the limits, and checkout
-// fails with 503 by itself while Redis is down.
+// RateLimits are the abuse limits of POST /checkout and POST /purchase:
+// User per user id (checkout) and per code (purchase), Addr per client
+// address over both. A refused request answers 429 and is not passed to the
+// service; when the Limiter fails, requests pass (PostgreSQL keeps the sale's
+// guarantees, not the limits).
 type RateLimits struct {
-	Limiter        Limiter
-	User, Addr     Limit
+	Limiter    Limiter
+	User, Addr Limit
+	// TrustedProxies are the proxies whose X-Forwarded-For is believed: its
+	// right-most address that is not one of them is the client's.
 	TrustedProxies []net.IPNet
+}
 
-	xff         realclientip.Strategy
-	log         *slog.Logger // the server's; warns, at most every 10 s, while requests go unchecked
+// limits are RateLimits as requests use them.
+type limits struct {
+	RateLimits
+	on          bool                  // any limit is on
+	xff         realclientip.Strategy // nil without trusted proxies
+	log         *slog.Logger
 	lastWarning atomic.Int64 // unix nanoseconds of the last failure warning
 }
 
-// active reports whether any limit is on.
-func (rl *RateLimits) active() bool {
-	return rl != nil && rl.Limiter != nil && (rl.User.on() || rl.Addr.on())
-}
-
-// prepare checks the limits and builds what they need at request time.
-func (rl *RateLimits) prepare() error {
+// newLimits checks rl and prepares it for requests.
+func newLimits(rl RateLimits, log *slog.Logger) (*limits, error) {
 	for _, l := range []Limit{rl.User, rl.Addr} {
 		if l.on() && l.Burst < 1 {
-			return fmt.Errorf("httpapi: rate limit %d per %s needs a burst of at least 1", l.Rate, l.period())
+			return nil, fmt.Errorf("httpapi: rate limit %d per %s needs a burst of at least 1", l.Rate, l.period())
 		}
 	}
+	lim := &limits{RateLimits: rl, on: rl.Limiter != nil && (rl.User.on() || rl.Addr.on()), log: log}
 	if len(rl.TrustedProxies) > 0 {
 		s, err := realclientip.NewRightmostTrustedRangeStrategy("X-Forwarded-For", rl.TrustedProxies)
 		if err != nil {
-			return fmt.Errorf("httpapi: trusted proxies: %w", err)
+			return nil, fmt.Errorf("httpapi: trusted proxies: %w", err)
 		}
-		rl.xff = s
+		lim.xff = s
 	}
-	if rl.log == nil {
-		rl.log = slog.New(slog.DiscardHandler)
-	}
-	return nil
+	return lim, nil
 }
 
 // ParseTrustedProxies parses a comma-separated list of addresses and CIDR
@@ -120,9 +107,8 @@ func ParseTrustedProxies(s string) ([]net.IPNet, error) {
 }
 
 // check takes one request from the budgets of the client's address and of
-// userKey, in that order, and returns a rate_limited error carrying the wait
-// when either is spent. A nil *RateLimits (every limit off) does nothing.
-func (rl *RateLimits) check(ctx context.Context, r *http.Request, userKey string) error {
+// userKey, in that order: ERateLimited with the wait when either is spent.
+func (rl *limits) check(ctx context.Context, r *http.Request, userKey string) error {
 	if err := rl.checkAddr(ctx, r); err != nil {
 		return err
 	}
@@ -130,8 +116,8 @@ func (rl *RateLimits) check(ctx context.Context, r *http.Request, userKey string
 }
 
 // checkAddr takes one request from the budget of the client's address.
-func (rl *RateLimits) checkAddr(ctx context.Context, r *http.Request) error {
-	if rl == nil || !rl.Addr.on() {
+func (rl *limits) checkAddr(ctx context.Context, r *http.Request) error {
+	if !rl.on || !rl.Addr.on() {
 		return nil
 	}
 	if addr := rl.clientAddr(r); addr != "" {
@@ -141,19 +127,19 @@ func (rl *RateLimits) checkAddr(ctx context.Context, r *http.Request) error {
 }
 
 // checkUser takes one request from userKey's budget.
-func (rl *RateLimits) checkUser(ctx context.Context, userKey string) error {
-	if rl == nil || !rl.User.on() {
+func (rl *limits) checkUser(ctx context.Context, userKey string) error {
+	if !rl.on || !rl.User.on() {
 		return nil
 	}
 	return rl.take(ctx, userKey, rl.User, "too many requests for this user")
 }
 
 // take draws one request from key's budget.
-func (rl *RateLimits) take(ctx context.Context, key string, l Limit, message string) error {
+func (rl *limits) take(ctx context.Context, key string, l Limit, message string) error {
 	wait, err := rl.Limiter.Allow(ctx, key, l.Rate, l.Burst, l.period())
 	if err != nil {
 		rl.warn(ctx, err)
-		return nil // fail open: see RateLimits
+		return nil // fail open
 	}
 	if wait > 0 {
 		return &flashsale.Error{Code: flashsale.ERateLimited, Message: message + ", retry later", Err: flashsale.RetryAfter(wait)}
@@ -162,7 +148,7 @@ func (rl *RateLimits) take(ctx context.Context, key string, l Limit, message str
 }
 
 // warn logs a limiter failure, at most once every 10 seconds.
-func (rl *RateLimits) warn(ctx context.Context, err error) {
+func (rl *limits) warn(ctx context.Context, err error) {
 	now := time.Now().UnixNano()
 	last := rl.lastWarning.Load()
 	if now-last < int64(10*time.Second) || !rl.lastWarning.CompareAndSwap(last, now) {
@@ -172,11 +158,11 @@ func (rl *RateLimits) warn(ctx context.Context, err error) {
 }
 
 // clientAddr is the key of the request's client address: the IPv4 address,
-// or the /64 of an IPv6 address; "" when there is none (a Unix socket). A nil
-// *RateLimits trusts no proxy.
-func (rl *RateLimits) clientAddr(r *http.Request) string {
+// or the /64 of an IPv6 address (one subscriber's block); "" when there is
+// none (a Unix socket).
+func (rl *limits) clientAddr(r *http.Request) string {
 	ip := realclientip.RemoteAddrStrategy{}.ClientIP(nil, r.RemoteAddr)
-	if rl != nil && rl.xff != nil && ip != "" && rl.trusted(ip) {
+	if rl.xff != nil && ip != "" && rl.trusted(ip) {
 		if fwd := rl.xff.ClientIP(r.Header, r.RemoteAddr); fwd != "" {
 			ip = fwd
 		}
@@ -194,7 +180,7 @@ func (rl *RateLimits) clientAddr(r *http.Request) string {
 }
 
 // trusted reports whether ip is one of the trusted proxies.
-func (rl *RateLimits) trusted(ip string) bool {
+func (rl *limits) trusted(ip string) bool {
 	a, err := netip.ParseAddr(ip)
 	if err != nil {
 		return false

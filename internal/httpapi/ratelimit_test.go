@@ -66,7 +66,7 @@ func wantRateLimited(t *testing.T, w *httptest.ResponseRecorder, maxWait int) {
 // checkout is counted with reason rate_limited, reaches neither the service
 // nor the attempt log, and no user id shows in spans or metrics.
 func TestCheckoutRateLimitedPerUser(t *testing.T) {
-	h := newStoreHarness(t, Options{RateLimits: &RateLimits{Limiter: mustLimiter(t), User: Limit{Rate: 1, Burst: 2, Period: time.Minute}}})
+	h := newHarness(t, Options{RateLimits: RateLimits{Limiter: mustLimiter(t), User: Limit{Rate: 1, Burst: 2, Period: time.Minute}}})
 	handler := h.srv.Handler()
 	item := func(n int) string { return itoa(flashsale.ItemID(h.sale.ID, n)) }
 	for i := 1; i <= 2; i++ {
@@ -88,8 +88,8 @@ func TestCheckoutRateLimitedPerUser(t *testing.T) {
 	if attrs := requestAttrs("/checkout", "POST", "429"); h.counter("http_requests_total", attrs...) != 1 {
 		t.Errorf("http_requests_total%v != 1", attrs)
 	}
-	if n := len(h.store.attempts); n != 3 {
-		t.Errorf("%d attempts recorded, want 3: a rate-limited checkout writes none", n)
+	if n := h.svc.checkouts; n != 3 {
+		t.Errorf("the service was asked %d times, want 3: a rate-limited checkout does not reach it", n)
 	}
 	// otelhttp's server spans carry client.address by semantic convention;
 	// the limiter adds no attribute of its own.
@@ -103,8 +103,8 @@ func TestCheckoutRateLimitedPerUser(t *testing.T) {
 // A code's purchases are limited per code: replays of one code beyond the
 // budget get 429, another code passes.
 func TestPurchaseRateLimitedPerCode(t *testing.T) {
-	h := newStoreHarness(t, Options{RateLimits: &RateLimits{Limiter: mustLimiter(t), User: Limit{Rate: 1, Burst: 1, Period: time.Minute}}})
-	h.store.purchase = &flashsale.Purchase{SaleID: h.sale.ID, Result: flashsale.PurchaseResult{Success: true, TotalPurchased: 1}}
+	h := newHarness(t, Options{RateLimits: RateLimits{Limiter: mustLimiter(t), User: Limit{Rate: 1, Burst: 1, Period: time.Minute}}})
+	h.svc.purchase = &flashsale.Purchase{SaleID: h.sale.ID, Result: flashsale.PurchaseResult{Success: true, TotalPurchased: 1}}
 	handler := h.srv.Handler()
 	code1, code2 := flashsale.NewCode(h.sale.ID), flashsale.NewCode(h.sale.ID)
 	if w := serveFrom(handler, "192.0.2.1:1000", "POST", "/purchase?code="+code1); w.Code != http.StatusOK {
@@ -123,8 +123,8 @@ func TestPurchaseRateLimitedPerCode(t *testing.T) {
 // The address budget covers checkout and purchase together, whatever the
 // user; another address has its own.
 func TestRateLimitedPerAddress(t *testing.T) {
-	h := newStoreHarness(t, Options{RateLimits: &RateLimits{Limiter: mustLimiter(t), Addr: Limit{Rate: 1, Burst: 2, Period: time.Minute}}})
-	h.store.purchase = &flashsale.Purchase{SaleID: h.sale.ID, Result: flashsale.PurchaseResult{Success: true, TotalPurchased: 1}}
+	h := newHarness(t, Options{RateLimits: RateLimits{Limiter: mustLimiter(t), Addr: Limit{Rate: 1, Burst: 2, Period: time.Minute}}})
+	h.svc.purchase = &flashsale.Purchase{SaleID: h.sale.ID, Result: flashsale.PurchaseResult{Success: true, TotalPurchased: 1}}
 	handler := h.srv.Handler()
 	item := itoa(flashsale.ItemID(h.sale.ID, 1))
 	if w := serveFrom(handler, "192.0.2.1:1000", "POST", "/checkout?user_id=u1&id="+item); w.Code != http.StatusOK {
@@ -156,7 +156,7 @@ func TestRateLimitedBehindTrustedProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := newStoreHarness(t, Options{RateLimits: &RateLimits{Limiter: mustLimiter(t), Addr: Limit{Rate: 1, Burst: 1, Period: time.Minute}, TrustedProxies: proxies}})
+	h := newHarness(t, Options{RateLimits: RateLimits{Limiter: mustLimiter(t), Addr: Limit{Rate: 1, Burst: 1, Period: time.Minute}, TrustedProxies: proxies}})
 	handler := h.srv.Handler()
 	item := itoa(flashsale.ItemID(h.sale.ID, 1))
 	via := func(user, xff string) *httptest.ResponseRecorder {
@@ -183,7 +183,7 @@ func TestRateLimitFailsOpen(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there now: Redis is down
 	lim := limiterAt(t, "redis://"+addr+"/0", "down")
-	h := newStoreHarness(t, Options{RateLimits: &RateLimits{Limiter: lim, User: Limit{Rate: 1, Burst: 1, Period: time.Minute}, Addr: Limit{Rate: 1, Burst: 1, Period: time.Minute}}})
+	h := newHarness(t, Options{RateLimits: RateLimits{Limiter: lim, User: Limit{Rate: 1, Burst: 1, Period: time.Minute}, Addr: Limit{Rate: 1, Burst: 1, Period: time.Minute}}})
 	handler := h.srv.Handler()
 	for i := 1; i <= 3; i++ {
 		w := serveFrom(handler, "192.0.2.1:1000", "POST", "/checkout?user_id=alice&id="+itoa(flashsale.ItemID(h.sale.ID, i)))
@@ -205,16 +205,17 @@ func TestClientAddr(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	withProxies := &RateLimits{Limiter: unusedLimiter{}, Addr: Limit{Rate: 1, Burst: 1, Period: time.Minute}, TrustedProxies: proxies}
-	direct := &RateLimits{Limiter: unusedLimiter{}, Addr: Limit{Rate: 1, Burst: 1, Period: time.Minute}}
-	for _, rl := range []*RateLimits{withProxies, direct} {
-		if err := rl.prepare(); err != nil {
-			t.Fatal(err)
-		}
+	withProxies, err := newLimits(RateLimits{Limiter: unusedLimiter{}, Addr: Limit{Rate: 1, Burst: 1, Period: time.Minute}, TrustedProxies: proxies}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	direct, err := newLimits(RateLimits{Limiter: unusedLimiter{}, Addr: Limit{Rate: 1, Burst: 1, Period: time.Minute}}, nil)
+	if err != nil {
+		t.Fatal(err)
 	}
 	tests := []struct {
 		name   string
-		rl     *RateLimits
+		rl     *limits
 		remote string
 		xff    []string
 		want   string

@@ -40,10 +40,10 @@ func (c *refusalCounts) want(t *testing.T, what string, want map[string]int) {
 // and that neither a malformed checkout nor a rate-limited purchase is.
 func TestRateLimitedCheckoutsAreCounted(t *testing.T) {
 	refusals := &refusalCounts{}
-	h := newStoreHarness(t, Options{Refusals: refusals, RateLimits: &RateLimits{
+	h := newHarness(t, Options{Refusals: refusals, RateLimits: RateLimits{
 		Limiter: mustLimiter(t), User: Limit{Rate: 1, Burst: 1, Period: time.Minute}, Addr: Limit{Rate: 1, Burst: 4, Period: time.Minute},
 	}})
-	h.store.purchase = &flashsale.Purchase{SaleID: h.sale.ID, Result: flashsale.PurchaseResult{Success: true, TotalPurchased: 1}}
+	h.svc.purchase = &flashsale.Purchase{SaleID: h.sale.ID, Result: flashsale.PurchaseResult{Success: true, TotalPurchased: 1}}
 	handler := h.srv.Handler()
 	item := func(n int) string { return itoa(flashsale.ItemID(h.sale.ID, n)) }
 	code := flashsale.NewCode(h.sale.ID)
@@ -71,21 +71,21 @@ func TestRateLimitedCheckoutsAreCounted(t *testing.T) {
 // counted, and that shedding another route is not a refused checkout.
 func TestShedCheckoutsAreCounted(t *testing.T) {
 	refusals := &refusalCounts{}
-	h := newStoreHarness(t, Options{Refusals: refusals, MaxInFlight: 1, QueueWait: time.Millisecond})
-	h.store.block, h.store.entered = make(chan struct{}), make(chan struct{}, 1)
+	h := newHarness(t, Options{Refusals: refusals, MaxInFlight: 1, QueueWait: time.Millisecond})
+	h.svc.block, h.svc.entered = make(chan struct{}), make(chan struct{}, 1)
 	checkout := func(user string) string {
 		return fmt.Sprintf("/checkout?user_id=%s&id=%d", user, flashsale.ItemID(h.sale.ID, 1))
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { h.do(http.MethodPost, checkout("holder"), nil) })
-	<-h.store.entered // the holder has the only slot
+	<-h.svc.entered // the holder has the only slot
 
 	for _, user := range []string{"a", "b", "c"} {
 		wantError(t, h.do(http.MethodPost, checkout(user), nil), http.StatusServiceUnavailable, flashsale.EOverloaded)
 	}
 	wantError(t, h.do(http.MethodGet, "/sales/active", nil), http.StatusServiceUnavailable, flashsale.EOverloaded)
 	wantError(t, h.do(http.MethodPost, "/purchase?code="+flashsale.NewCode(h.sale.ID), nil), http.StatusServiceUnavailable, flashsale.EOverloaded)
-	close(h.store.block)
+	close(h.svc.block)
 	wg.Wait()
 	refusals.want(t, "shed", map[string]int{RefusedOverloaded + "/": 3})
 }

@@ -97,25 +97,25 @@ func parseSaleID(r *http.Request) (int64, error) {
 func (s *Server) handleActiveSale(w http.ResponseWriter, r *http.Request) {
 	sale, err := s.sale(r.Context(), activeSaleKey)
 	if err != nil {
-		s.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, newSaleResponse(sale))
+	writeJSON(w, r, http.StatusOK, newSaleResponse(sale))
 }
 
 // handleSale serves GET /sales/{id}, as read at most readingMaxAge ago.
 func (s *Server) handleSale(w http.ResponseWriter, r *http.Request) {
 	id, err := parseSaleID(r)
 	if err != nil {
-		s.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
 	sale, err := s.sale(r.Context(), strconv.FormatInt(id, 10))
 	if err != nil {
-		s.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
-	s.writeJSON(w, r, http.StatusOK, newSaleResponse(sale))
+	writeJSON(w, r, http.StatusOK, newSaleResponse(sale))
 }
 
 // handleSaleItems serves GET /sales/{id}/items?offset=&limit=, a page of the
@@ -123,21 +123,30 @@ func (s *Server) handleSale(w http.ResponseWriter, r *http.Request) {
 func (s *Server) handleSaleItems(w http.ResponseWriter, r *http.Request) {
 	id, err := parseSaleID(r)
 	if err != nil {
-		s.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
 	p, err := parseItemsPage(r.URL.RawQuery)
 	if err != nil {
-		s.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
 	items, err := s.svc.Items(r.Context(), id, p.Offset, p.Limit)
 	if err != nil {
-		s.writeError(w, r, err)
+		writeError(w, r, err)
 		return
 	}
-	if items == nil {
-		items = []flashsale.Item{}
+	page := make([]itemResponse, len(items))
+	for i, it := range items {
+		page[i] = itemResponse{ID: it.ID, Name: it.Name, ImageURL: it.ImageURL, Sold: it.Sold}
 	}
-	s.writeJSON(w, r, http.StatusOK, items)
+	writeJSON(w, r, http.StatusOK, page)
+}
+
+// itemResponse is the JSON of an item.
+type itemResponse struct {
+	ID       int64  `json:"id"`
+	Name     string `json:"name"`
+	ImageURL string `json:"image_url"`
+	Sold     bool   `json:"sold"`
 }

@@ -32,7 +32,7 @@ func TestSaleItemsRejectsBadPaging(t *testing.T) {
 }
 
 func TestSale(t *testing.T) {
-	h := newStoreHarness(t, Options{})
+	h := newHarness(t, Options{})
 	var got saleResponse
 	decode(t, h.do("GET", "/sales/"+itoa(h.sale.ID), nil), http.StatusOK, &got)
 	want := saleResponse{
@@ -51,13 +51,13 @@ func TestSale(t *testing.T) {
 }
 
 func TestNoActiveSale(t *testing.T) {
-	h := newStoreHarness(t, Options{})
-	h.store.sales = map[int64]*flashsale.Sale{}
+	h := newHarness(t, Options{})
+	h.svc.sales = map[int64]*flashsale.Sale{}
 	wantError(t, h.do("GET", "/sales/active", nil), http.StatusNotFound, flashsale.ENotFound)
 	// Within a second the reading stands: a failing store is seen by a
 	// server that has not read the sale yet.
-	h = newStoreHarness(t, Options{})
-	h.store.saleErr = flashsale.Unavailable("database", nil)
+	h = newHarness(t, Options{})
+	h.svc.saleErr = flashsale.Unavailable("database", nil)
 	w := h.do("GET", "/sales/active", nil)
 	wantError(t, w, http.StatusServiceUnavailable, flashsale.EUnavailable)
 	if w.Header().Get("Retry-After") != "1" {
@@ -66,20 +66,20 @@ func TestNoActiveSale(t *testing.T) {
 }
 
 func TestSaleItems(t *testing.T) {
-	h := newStoreHarness(t, Options{})
+	h := newHarness(t, Options{})
 	target := "/sales/" + itoa(h.sale.ID) + "/items"
 	w := h.do("GET", target, nil)
 	if w.Code != http.StatusOK || strings.TrimSpace(w.Body.String()) != "[]" {
 		t.Errorf("empty page: %d %s, want 200 []", w.Code, w.Body)
 	}
-	if h.store.itemsOffset != 0 || h.store.itemsLimit != defaultItemsLimit {
-		t.Errorf("default page offset %d limit %d", h.store.itemsOffset, h.store.itemsLimit)
+	if h.svc.itemsOffset != 0 || h.svc.itemsLimit != defaultItemsLimit {
+		t.Errorf("default page offset %d limit %d", h.svc.itemsOffset, h.svc.itemsLimit)
 	}
-	h.store.items = []flashsale.Item{{ID: flashsale.ItemID(h.sale.ID, 6), SaleID: h.sale.ID, Name: "Item 6", ImageURL: "https://img.example/6.png", Sold: true}}
+	h.svc.items = []flashsale.Item{{ID: flashsale.ItemID(h.sale.ID, 6), SaleID: h.sale.ID, Name: "Item 6", ImageURL: "https://img.example/6.png", Sold: true}}
 	var items []map[string]any
 	decode(t, h.do("GET", target+"?offset=5&limit=1000", nil), http.StatusOK, &items)
-	if h.store.itemsOffset != 5 || h.store.itemsLimit != 1000 {
-		t.Errorf("page offset %d limit %d, want 5 and 1000", h.store.itemsOffset, h.store.itemsLimit)
+	if h.svc.itemsOffset != 5 || h.svc.itemsLimit != 1000 {
+		t.Errorf("page offset %d limit %d, want 5 and 1000", h.svc.itemsOffset, h.svc.itemsLimit)
 	}
 	if len(items) != 1 || len(items[0]) != 4 || items[0]["name"] != "Item 6" || items[0]["image_url"] != "https://img.example/6.png" || items[0]["sold"] != true {
 		t.Errorf("items = %v", items)

@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/propagation"
@@ -30,39 +29,19 @@ const testAdminToken = "s3cret-admin-token"
 type harness struct {
 	t      *testing.T
 	srv    *Server
-	store  *fakeStore // nil when the service has no stores at all
+	svc    *fakeService
 	sale   *flashsale.Sale
 	reader *sdkmetric.ManualReader
 	spans  *tracetest.SpanRecorder
 	logs   *testenv.Buffer
 }
 
-// newHarness returns a harness whose service has nil stores: any request
-// that gets past validation to a store panics, which the recover middleware
-// turns into a 500, so validation tests see it.
+// newHarness returns a harness whose service is a fakeService.
 func newHarness(t *testing.T, opts Options) *harness {
 	t.Helper()
-	return buildHarness(t, opts, nil, nil)
-}
-
-// newStoreHarness returns a harness whose service runs on a fakeStore.
-func newStoreHarness(t *testing.T, opts Options) *harness {
-	t.Helper()
-	store, sale := newFakeStore()
-	return buildHarness(t, opts, store, sale)
-}
-
-func buildHarness(t *testing.T, opts Options, store *fakeStore, sale *flashsale.Sale) *harness {
-	t.Helper()
-	h := &harness{t: t, store: store, sale: sale, reader: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder(), logs: &testenv.Buffer{}}
+	svc, sale := newFakeService()
+	h := &harness{t: t, svc: svc, sale: sale, reader: sdkmetric.NewManualReader(), spans: tracetest.NewSpanRecorder(), logs: &testenv.Buffer{}}
 	logger := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	cfg := flashsale.Config{SaleItems: 10, SaleDuration: time.Hour, UserItemLimit: 10, PurchaseWait: 10 * time.Millisecond}
-	var svc *flashsale.Service
-	if store != nil {
-		svc = flashsale.NewService(cfg, store, store, store, store, logger)
-	} else {
-		svc = flashsale.NewService(cfg, nil, nil, nil, nil, logger)
-	}
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(h.reader))
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(h.spans))
 	t.Cleanup(func() {
@@ -247,7 +226,7 @@ func TestNewServerRejectsNilService(t *testing.T) {
 }
 
 func TestNewServerDefaults(t *testing.T) {
-	svc := flashsale.NewService(flashsale.Config{}, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
+	svc, _ := newFakeService()
 	s, err := NewServer(svc, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -258,7 +237,7 @@ func TestNewServerDefaults(t *testing.T) {
 }
 
 func TestNewServerRejectsNilCheck(t *testing.T) {
-	svc := flashsale.NewService(flashsale.Config{}, nil, nil, nil, nil, slog.New(slog.DiscardHandler))
+	svc, _ := newFakeService()
 	if _, err := NewServer(svc, Options{Checks: map[string]func(context.Context) error{"database": nil}}); err == nil {
 		t.Fatal("NewServer accepted a nil check")
 	}
@@ -303,7 +282,7 @@ func TestMethodNotAllowed(t *testing.T) {
 
 func TestRecoverAnswers500(t *testing.T) {
 	h := newHarness(t, Options{})
-	h.srv.handle("GET /boom", true, func(http.ResponseWriter, *http.Request) { panic("boom") })
+	h.srv.mux.Handle("GET /boom", h.srv.api(func(http.ResponseWriter, *http.Request) { panic("boom") }))
 	w := h.do("GET", "/boom", nil)
 	wantError(t, w, http.StatusInternalServerError, flashsale.EInternal)
 	logs := h.logs.String()
