@@ -61,7 +61,8 @@ type Options struct {
 	SeparateAdmin bool
 	// MaxInFlight bounds the API requests being worked on at once; others
 	// wait up to QueueWait for a slot, then get 503 overloaded with
-	// Retry-After. 0 means no bound.
+	// Retry-After. Beyond what the CPU and the dependencies can serve, more
+	// concurrency only adds latency and memory. 0 means no bound.
 	MaxInFlight int
 	QueueWait   time.Duration
 	// RateLimits are the abuse limits of checkout and purchase; the zero
