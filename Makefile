@@ -1,7 +1,7 @@
 # Developer / CI front door. See scripts/services.sh for the local PostgreSQL + Redis.
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
-.DEFAULT_GOAL := build
+.DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
 
 # Go may not be on PATH (CI): prepend the toolchain and GOPATH/bin.
@@ -15,8 +15,8 @@ export PATH := $(GOROOT_BIN):$(GOPATH_BIN):$(PATH)
 GOTOOLCHAIN ?= go1.27.3
 export GOTOOLCHAIN
 
-FLASHSALE_PG_PORT ?= 55432
-FLASHSALE_REDIS_PORT ?= 56379
+FLASHSALE_PG_PORT ?= 25432
+FLASHSALE_REDIS_PORT ?= 25379
 export FLASHSALE_PG_PORT FLASHSALE_REDIS_PORT
 
 ADMIN_TOKEN ?= dev-admin-token
@@ -40,9 +40,17 @@ TEST_ENV := FLASHSALE_TEST_DATABASE_URL='postgres://flashsale@127.0.0.1:$(FLASHS
 	FLASHSALE_TEST_REDIS_URL='redis://127.0.0.1:$(FLASHSALE_REDIS_PORT)/0' \
 	FLASHSALE_REQUIRE_SERVICES=1
 
-.PHONY: run test test-stack test-faults check-prometheus slo collector bench bench-load fuzz vulncheck services services-stop services-status build image clean
+.PHONY: help run test test-fast test-stack test-faults check-prometheus slo collector bench bench-load fuzz vulncheck services services-stop services-status build image clean
 
-## run: start the server (uses DATABASE_URL/REDIS_URL if both are set, else local services);
+# `## target: summary` lines are what `make help` prints (their first line); further `##`
+# lines go on with the target's description.
+
+## help: list the targets (the default goal)
+help:
+	@awk '/^## [a-z-]+: / { sub(/^## /, ""); sub(/[;,]$$/, ""); i = index($$0, ": "); \
+		printf "  %-17s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2) }' $(firstword $(MAKEFILE_LIST))
+
+## run: start the server on :8080 (DATABASE_URL/REDIS_URL if both are set, else local services);
 ## Ctrl-C stops it at once: no load balancer to drain (SHUTDOWN_DELAY defaults to 0 here)
 run:
 	@if [[ -n "$${DATABASE_URL:-}" && -n "$${REDIS_URL:-}" ]]; then \
@@ -53,9 +61,9 @@ run:
 	fi; \
 	SHUTDOWN_DELAY="$${SHUTDOWN_DELAY:-0}" exec go run -ldflags "$(LDFLAGS)" ./cmd/flashsale
 
-## test: go vet, the Prometheus rule checks and race-enabled tests of every package against
-## the local services, including the end-to-end stack test (service + OpenTelemetry Collector
-## + Prometheus); prints "N passed, N failed"
+## test: everything CI runs: vet, vulncheck, fuzz, the Prometheus checks, go test -race ./...
+## against the local services, including the end-to-end stack test (service + OpenTelemetry
+## Collector + Prometheus); prints "N passed, N failed"
 test: services check-prometheus collector
 	go vet ./...
 	scripts/vulncheck.sh
@@ -74,19 +82,23 @@ test: services check-prometheus collector
 	echo "$$passed passed, $$failed failed"; \
 	exit $$status
 
+## test-fast: the inner loop: the packages whose tests need no server, in seconds once built
+test-fast:
+	go test -count=1 ./internal/flashsale ./internal/batch ./internal/httpapi ./internal/reading ./internal/telemetry
+
 ## test-stack: only the observability stack's tests (compose validation and end to end)
 test-stack: services check-prometheus collector
 	$(TEST_ENV) FLASHSALE_OTELCOL="$$($(COLLECTOR) path)" go test -count=1 -timeout 20m -v ./internal/stack
 
-## test-faults: the fault suite at full size (10,000-item sales, 3,000 buyers): instance killed,
-## Redis flushed and restarted, PostgreSQL crashed, slow and stalled dependencies, SIGTERM under
+## test-faults: the fault suite at full size (10,000-item sales, 3,000 buyers);
+## instance killed, Redis flushed and restarted, PostgreSQL crashed, slow and stalled dependencies, SIGTERM under
 ## load, overload, Redis Cluster and Sentinel failovers (internal/faults; `make test` runs it
 ## with small sizes under -race)
 test-faults: services
 	@mkdir -p $(DEV)
 	$(TEST_ENV) FLASHSALE_FAULTS=full go test -count=1 -timeout 30m -v ./internal/faults 2>&1 | tee $(DEV)/faults-output.txt
 
-## check-prometheus: promtool check config/rules and the alert unit tests (installs promtool when root),
+## check-prometheus: promtool check config/rules and the alert unit tests (installs promtool when root);
 ## and the SLO rules up to date with their spec (scripts/slo.sh check; builds Sloth once)
 check-prometheus:
 	scripts/promcheck.sh
@@ -105,8 +117,8 @@ bench: services
 	@mkdir -p $(DEV)
 	$(TEST_ENV) go test -run '^$$' -bench . -benchmem -count 6 -timeout 60m ./... | tee $(DEV)/bench.txt
 
-## bench-load: side-by-side load benchmarks with cmd/loadgen (scripts/bench.sh; QUICK=1 for a
-## smoke run); raw reports in .dev/bench/, a Markdown summary on stdout
+## bench-load: side-by-side load benchmarks with cmd/loadgen (scripts/bench.sh);
+## QUICK=1 for a smoke run; raw reports in .dev/bench/, a Markdown summary on stdout
 bench-load: services
 	scripts/bench.sh
 
@@ -124,8 +136,8 @@ fuzz: services
 	[[ $$found -gt 0 ]] || { echo "fuzz: no fuzz targets found"; exit 1; }; \
 	echo "fuzz: $$found targets, $(FUZZTIME) each"
 
-## vulncheck: govulncheck over every package, against a vulnerability database built from the
-## golang.org/x/vulndb module (scripts/vulncheck.sh; cached under ~/.cache/flashsale)
+## vulncheck: govulncheck over every package (scripts/vulncheck.sh);
+## against a vulnerability database built from the golang.org/x/vulndb module, cached under ~/.cache/flashsale
 vulncheck:
 	scripts/vulncheck.sh
 

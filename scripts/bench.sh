@@ -47,7 +47,7 @@
 #                            default; 5000 makes the metric push happen within a run)
 #   BENCH_LOG_LEVEL=warn     LOG_LEVEL of the service
 #   KEEP_DBS=1               keep the databases and Redis keys (default: drop them)
-#   FLASHSALE_PG_PORT=55432, FLASHSALE_REDIS_PORT=56379 (as scripts/services.sh)
+#   FLASHSALE_PG_PORT=25432, FLASHSALE_REDIS_PORT=25379 (as scripts/services.sh)
 # Service tuning variables in the environment (DB_MAX_OPEN_CONNS, REDIS_POOL_SIZE,
 # ATTEMPT_*, PURCHASE_*, GOMAXPROCS, GOGC, ...) reach the service and are shown in the
 # summary; inherited OTEL_*, METRICS_ADDR and PPROF_ADDR are dropped.
@@ -84,9 +84,9 @@ fi
 : "${TELEMETRY_MODES:=full ratio001 off}" "${METRIC_EXPORT_MS:=5000}"
 : "${BENCH_LOG_LEVEL:=warn}" "${KEEP_DBS:=0}" "${BENCHES:=1,2,3,4,5,6}"
 PG_HOST=127.0.0.1
-PG_PORT="${FLASHSALE_PG_PORT:-55432}"
+PG_PORT="${FLASHSALE_PG_PORT:-25432}"
 PG_USER=flashsale
-REDIS_PORT="${FLASHSALE_REDIS_PORT:-56379}"
+REDIS_PORT="${FLASHSALE_REDIS_PORT:-25379}"
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
 is_uint() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }

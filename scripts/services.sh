@@ -6,15 +6,17 @@
 #   scripts/services.sh status   print state; exit 0 only if both are up
 #   scripts/services.sh env      print `export ...` lines for the URLs
 #
-# Both listen on 127.0.0.1 only. Ports: FLASHSALE_PG_PORT (default 55432) and
-# FLASHSALE_REDIS_PORT (default 56379). Data lives in <repo>/.dev/, or, when the
-# postgres user cannot reach that directory (e.g. a clone under /root),
-# in /tmp/flashsale-dev-<hash of the repo path>/.
+# Both listen on 127.0.0.1 only. Ports: FLASHSALE_PG_PORT (default 25432) and
+# FLASHSALE_REDIS_PORT (default 25379), below Linux's ephemeral range (32768-60999),
+# so that no client socket of a load run can hold them. Data lives in <repo>/.dev/,
+# or, when the postgres user cannot reach that directory (e.g. a clone under /root),
+# in /tmp/flashsale-dev-<hash of the repo path>/. When another checkout's services
+# already answer on the ports, start uses them instead of starting its own.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-PG_PORT="${FLASHSALE_PG_PORT:-55432}"
-REDIS_PORT="${FLASHSALE_REDIS_PORT:-56379}"
+PG_PORT="${FLASHSALE_PG_PORT:-25432}"
+REDIS_PORT="${FLASHSALE_REDIS_PORT:-25379}"
 PG_BIN="${FLASHSALE_PG_BIN:-/usr/lib/postgresql/15/bin}"
 PG_USER=flashsale
 PG_DB=flashsale
@@ -150,6 +152,27 @@ redis_running() { redis_pid >/dev/null; }
 
 redis_ready() { [[ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" == PONG ]]; }
 
+# Data directory of the flashsale dev server of another checkout (this script,
+# elsewhere) answering on PG_PORT: the role flashsale logs in without a password
+# to its database flashsale.
+other_pg_dir() {
+	PGCONNECT_TIMEOUT=2 "$PG_BIN/psql" -X -q -At -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d "$PG_DB" \
+		-c 'SHOW data_directory' 2>/dev/null
+}
+
+# Directory of the dev Redis of another checkout answering on REDIS_PORT.
+other_redis_dir() {
+	local dir
+	dir="$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" config get dir 2>/dev/null | sed -n 2p)"
+	[[ "$dir" == */.dev/redis || "$dir" == /tmp/flashsale-dev-*/redis ]] || return 1
+	echo "$dir"
+}
+
+# taken PORT: the one line that says how to run beside whatever holds PORT.
+taken() {
+	die "port $1 is taken by another process; to run beside it: FLASHSALE_PG_PORT=<free port> FLASHSALE_REDIS_PORT=<free port> make run"
+}
+
 psql_admin() {
 	"$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres
 }
@@ -202,8 +225,12 @@ pg_start() {
 		log "postgres already running (pid $(pg_pid), port $PG_PORT)"
 	else
 		if port_in_use "$PG_PORT"; then
-			die "port $PG_PORT is taken by another process; set FLASHSALE_PG_PORT to a free port"
+			local other
+			other="$(other_pg_dir)" || taken "$PG_PORT"
+			log "postgres on port $PG_PORT is another checkout's (data $other): using it"
+			return 0
 		fi
+		pg_init
 		# A pid file left by a crash (or a killed session) with a dead or reused PID.
 		if [[ -f "$PGDATA/postmaster.pid" ]]; then
 			log "removing stale $PGDATA/postmaster.pid"
@@ -257,7 +284,10 @@ redis_start() {
 		log "redis already running (pid $(redis_pid), port $REDIS_PORT)"
 	else
 		if port_in_use "$REDIS_PORT"; then
-			die "port $REDIS_PORT is taken by another process; set FLASHSALE_REDIS_PORT to a free port"
+			local other
+			other="$(other_redis_dir)" || taken "$REDIS_PORT"
+			log "redis on port $REDIS_PORT is another checkout's (dir $other): using it"
+			return 0
 		fi
 		mkdir -p "$REDIS_DIR"
 		rm -f "$REDIS_PID"
@@ -316,7 +346,6 @@ cmd_start() {
 	mkdir -p "$BASE_DIR"
 	chmod 0755 "$BASE_DIR"
 	[[ "$BASE_DIR" == "$ROOT/.dev" ]] || log "using $BASE_DIR (postgres cannot reach $ROOT/.dev)"
-	pg_init
 	pg_start
 	redis_start
 	log "ready: $DATABASE_URL  $REDIS_URL"
@@ -328,7 +357,7 @@ cmd_stop() {
 }
 
 cmd_status() {
-	local rc=0
+	local rc=0 other
 	echo "data dir: $BASE_DIR"
 	if pg_running; then
 		if pg_ready; then
@@ -337,6 +366,8 @@ cmd_status() {
 			echo "postgres: running (pid $(pg_pid), port $(pg_running_port)) but not accepting connections on $PG_PORT"
 			rc=1
 		fi
+	elif other="$(other_pg_dir)"; then
+		echo "postgres: another checkout's (data $other), 127.0.0.1:$PG_PORT $DATABASE_URL"
 	else
 		echo "postgres: stopped"
 		rc=1
@@ -346,6 +377,8 @@ cmd_status() {
 	elif redis_running; then
 		echo "redis:    running (pid $(redis_pid), port $(redis_running_port)) but not answering PING on $REDIS_PORT"
 		rc=1
+	elif other="$(other_redis_dir)"; then
+		echo "redis:    another checkout's (dir $other), 127.0.0.1:$REDIS_PORT $REDIS_URL"
 	else
 		echo "redis:    stopped"
 		rc=1

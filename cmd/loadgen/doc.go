@@ -20,7 +20,7 @@
 //   - steady: closed-loop checkout throughput: -concurrency workers check out
 //     random unsold items for fresh users, nothing is purchased, for
 //     -duration.
-//   - realistic: the seed's mix of -users shoppers: 10 % aggressive (check out
+//   - realistic: a mix of -users shoppers: 10 % aggressive (check out
 //     at 90 % of visits, purchase at 80 %), 60 % normal (60 %, 40 %), 30 %
 //     browsers (30 %, 10 %); each visit browses a page of items first and
 //     ends with a pause of up to -think. Ends at sell-out or after -duration.

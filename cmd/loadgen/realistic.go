@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// persona is a kind of shopper of the seed's load mix: the share of users it
+// persona is a kind of shopper of the realistic load mix: the share of users it
 // makes up and, at each visit, the chance it checks an item out and the
 // chance it purchases its cart.
 type persona struct {
@@ -15,7 +15,7 @@ type persona struct {
 	share, checkout, purchase float64
 }
 
-// personas is the seed's mix: 10 % aggressive buyers, 60 % normal users,
+// personas is the mix: 10 % aggressive buyers, 60 % normal users,
 // 30 % browsers.
 var personas = []persona{
 	{name: "aggressive", share: 0.10, checkout: 0.90, purchase: 0.80},
@@ -38,7 +38,7 @@ func personaOf(n, users int) persona {
 // browsePage is the page size of a browsing user.
 const browsePage = 50
 
-// runRealistic runs -users shoppers of the seed's mix at once until
+// runRealistic runs -users shoppers of that mix at once until
 // -duration elapses or the sale sells out. At each visit a shopper browses a
 // page of items, maybe checks out a random unsold item into its cart, maybe
 // purchases the cart, and thinks for up to -think. A shopper that reaches

@@ -38,7 +38,7 @@ import (
 //     the service answered 409, the effect happened before the answer; when
 //     it did not answer, or answered 503 (which may leave work under way),
 //     any time after the invocation. 503 overloaded and 429 rate_limited are
-//     refusals: the request was shed before any work (README, Errors). A
+//     refusals: the request was shed before any work (docs/API.md, errors). A
 //     checkout of unknown effect whose item no answer of the user mentions
 //     again is checked as a refusal (trace.invisible says why that is sound).
 //

@@ -10,7 +10,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// queryBuckets are the seed's boundaries of db_query_duration_seconds.
+// queryBuckets are the metric catalog's boundaries (docs/TELEMETRY.md) of db_query_duration_seconds.
 var queryBuckets = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 type dbMetrics struct {

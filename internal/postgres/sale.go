@@ -30,12 +30,12 @@ type SaleStore struct {
 // counts (at most a second old) at each collection, so every instance reports
 // the same values.
 //
-// The seed named them sale_items_total and sale_items_sold. In OpenMetrics
+// The metric catalog (docs/TELEMETRY.md) names them sale_items_total and sale_items_sold. In OpenMetrics
 // sale_items_sold is also the family of the counter sale_items_sold_total (one
 // name cannot carry two families), and a gauge ending in _total breaks the
 // exposition format's naming rules (promtool check metrics); so the gauges are
-// exposed under these names and Prometheus records the seed's names from them
-// (prometheus/rules/flashsale-recording.yml) for the seed's queries.
+// exposed under these names and Prometheus records the catalog's names from them
+// (prometheus/rules/flashsale-recording.yml) for the catalog's queries.
 func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 	s := &SaleStore{db: db}
 	s.gauged = reading.New(func(ctx context.Context, _ string) (*flashsale.Sale, error) {

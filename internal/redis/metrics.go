@@ -12,8 +12,8 @@ import (
 	"go.opentelemetry.io/otel/metric"
 )
 
-// The seed's boundaries of redis_command_duration_seconds and of
-// redis_lock_duration_seconds.
+// The metric catalog's boundaries (docs/TELEMETRY.md) of
+// redis_command_duration_seconds and of redis_lock_duration_seconds.
 var (
 	commandBuckets = []float64{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
 	lockBuckets    = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}

@@ -15,7 +15,7 @@ import (
 // The exporters are autoexport's, which read OTEL_*_EXPORTER,
 // OTEL_EXPORTER_OTLP_* and the exporters' own variables. This file holds
 // only where the service departs from the specification's defaults (the
-// table in the README's Telemetry section): without an OTLP endpoint,
+// table in docs/TELEMETRY.md): without an OTLP endpoint,
 // traces and logs are not exported (the specification's default exporter,
 // otlp, would send them to localhost), and the default metrics exporter is
 // prometheus, served on the service's own /metrics, plus otlp when an
