@@ -286,6 +286,22 @@ func checkouts(rs []*benchRun) []*checkoutFigures {
 	return out
 }
 
+// sideBySide pairs the checkout figures of the rounds both variants ran, in
+// round order, where both have them: per-round ratios come from these pairs.
+func sideBySide(a, b map[int]*benchRun) [][2]*checkoutFigures {
+	var pairs [][2]*checkoutFigures
+	for _, k := range slices.Sorted(maps.Keys(a)) {
+		rb, both := b[k]
+		if !both {
+			continue
+		}
+		if ca, cb := a[k].checkout(), rb.checkout(); ca != nil && cb != nil {
+			pairs = append(pairs, [2]*checkoutFigures{ca, cb})
+		}
+	}
+	return pairs
+}
+
 func pick(cs []*checkoutFigures, f func(*checkoutFigures) float64) []float64 {
 	out := make([]float64, len(cs))
 	for i, c := range cs {
@@ -383,6 +399,17 @@ func (s *benchSummary) p(format string, args ...any) {
 	fmt.Fprintf(s.w, format+"\n", args...)
 }
 
+// row prints a row of a Markdown table.
+func (s *benchSummary) row(cells ...string) {
+	s.p("| %s |", strings.Join(cells, " | "))
+}
+
+// table prints the head of a Markdown table.
+func (s *benchSummary) table(head ...string) {
+	s.row(head...)
+	s.p("|%s", strings.Repeat("---|", len(head)))
+}
+
 func (s *benchSummary) write() {
 	m, S := s.meta, s.meta.Settings
 	or := func(v, dflt string) string {
@@ -438,24 +465,18 @@ func (s *benchSummary) throughput(b1 rounds) {
 		"net/http and the generator on this machine. The service runs with its default telemetry "+
 		"(OTel metrics served to Prometheus, no OTLP export).", S["CONNS"], S["DURATION"], S["STEADY_ITEMS"])
 	s.p("")
-	s.p("| target | checkouts/s (median) | runs | p50 ms | p99 ms (median) | p99 runs | 200 answers |")
-	s.p("|---|---|---|---|---|---|---|")
+	s.table("target", "checkouts/s (median)", "runs", "p50 ms", "p99 ms (median)", "p99 runs", "200 answers")
 	for _, v := range []string{"service", "trivial"} {
 		cs := checkouts(b1.runs(v))
 		if len(cs) == 0 {
 			continue
 		}
-		s.p("| %s | %s | %s | %s | %s | %s | %s |", v, f0(median(pick(cs, rps))), runsOf(pick(cs, rps), f0),
+		s.row(v, f0(median(pick(cs, rps))), runsOf(pick(cs, rps), f0),
 			f1(median(pick(cs, p50))), f1(median(pick(cs, p99))), runsOf(pick(cs, p99), f1), pct(median(pick(cs, ok))))
 	}
 	var ratios, p99r []float64
-	for _, k := range slices.Sorted(maps.Keys(b1["service"])) {
-		t, both := b1["trivial"][k]
-		if !both {
-			continue
-		}
-		a, b := b1["service"][k].checkout(), t.checkout()
-		if a != nil && b != nil && b.rps != 0 {
+	for _, ab := range sideBySide(b1["service"], b1["trivial"]) {
+		if a, b := ab[0], ab[1]; b.rps != 0 {
 			ratios = append(ratios, a.rps/b.rps)
 			r := none
 			if b.p99 != 0 {
@@ -504,24 +525,17 @@ func (s *benchSummary) telemetry(b2 rounds) {
 		"within a run); the batch span processor keeps its defaults (queue 2048, batches of 512: spans "+
 		"beyond the queue are dropped, as in production).", S["CONNS"], S["DURATION"], metrics, S["METRIC_EXPORT_MS"])
 	s.p("")
-	s.p("| mode | checkouts/s (median) | runs | p99 ms (median) | p99 runs | throughput vs off | p99 vs off | " +
-		"service CPU s / 1,000 checkouts | OTLP received (requests, MB) | sink cores |")
-	s.p("|---|---|---|---|---|---|---|---|---|---|")
+	s.table("mode", "checkouts/s (median)", "runs", "p99 ms (median)", "p99 runs", "throughput vs off",
+		"p99 vs off", "service CPU s / 1,000 checkouts", "OTLP received (requests, MB)", "sink cores")
 	for _, mode := range strings.Fields(S["TELEMETRY_MODES"]) {
 		if _, ok := b2[mode]; !ok {
 			continue
 		}
 		rs := b2.runs(mode)
 		var vs, p99vs, cpuK, sinkCores, sinkReqs, sinkMB []float64
-		for _, k := range slices.Sorted(maps.Keys(b2[mode])) {
-			off, both := b2["off"][k]
-			if !both {
-				continue
-			}
-			if a, b := b2[mode][k].checkout(), off.checkout(); a != nil && b != nil {
-				vs = append(vs, a.rps/b.rps-1)
-				p99vs = append(p99vs, a.p99/b.p99-1)
-			}
+		for _, ab := range sideBySide(b2[mode], b2["off"]) {
+			vs = append(vs, ab[0].rps/ab[1].rps-1)
+			p99vs = append(p99vs, ab[0].p99/ab[1].p99-1)
 		}
 		for _, r := range rs {
 			if c := r.checkout(); c != nil && c.requests != 0 {
@@ -549,7 +563,7 @@ func (s *benchSummary) telemetry(b2 rounds) {
 			p99Off = spct(median(p99vs))
 		}
 		cs := checkouts(rs)
-		s.p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", mode, f0(median(pick(cs, rps))), runsOf(pick(cs, rps), f0),
+		s.row(mode, f0(median(pick(cs, rps))), runsOf(pick(cs, rps), f0),
 			f1(median(pick(cs, p99))), runsOf(pick(cs, p99), f1), vsOff, p99Off, f2(median(cpuK)), otlp, f2(sinkCPU))
 	}
 	s.p("")
@@ -569,14 +583,13 @@ func (s *benchSummary) flash(b3 rounds) {
 		"(each user wants 1–14 items, checks out unsold ones and purchases, 10 %% of purchases "+
 		"fired twice), invariants checked in PostgreSQL after the load.", S["FLASH_USERS"], S["FLASH_ITEMS"])
 	s.p("")
-	s.p("| run | time to sell out s | load s | ended by | items sold | checkout p99 ms | purchase p99 ms | " +
-		"purchases/s | 5xx + no answer | invariants | result |")
-	s.p("|---|---|---|---|---|---|---|---|---|---|---|")
+	s.table("run", "time to sell out s", "load s", "ended by", "items sold", "checkout p99 ms",
+		"purchase p99 ms", "purchases/s", "5xx + no answer", "invariants", "result")
 	var tts, cp, pp []float64
 	for _, r := range b3.runs("flash") {
 		x := r.reps[0]
 		if x == nil {
-			s.p("| %d | – | – | – | – | – | – | – | – | – | ERROR (no report) |", r.Round)
+			s.row(strconv.Itoa(r.Round), "–", "–", "–", "–", "–", "–", "–", "–", "–", "ERROR (no report)")
 			continue
 		}
 		t, c, p := ptrOr(x.TimeToSellOutSeconds, none), none, none
@@ -593,8 +606,8 @@ func (s *benchSummary) flash(b3 rounds) {
 		if x.Invariants != nil {
 			inv = x.Invariants.Result
 		}
-		s.p("| %d | %s | %s | %s | %d/%d | %s | %s | %s | %d | %s | %s |", r.Round, f2(t), f2(x.DurationSeconds), x.EndedBy,
-			x.Sale.ItemsSold, x.Sale.TotalItems, f1(c), f1(p), purchases, x.Totals.ServerErrors+x.Totals.NoAnswer, inv, x.Result)
+		s.row(strconv.Itoa(r.Round), f2(t), f2(x.DurationSeconds), x.EndedBy, fmt.Sprintf("%d/%d", x.Sale.ItemsSold, x.Sale.TotalItems),
+			f1(c), f1(p), purchases, strconv.FormatInt(x.Totals.ServerErrors+x.Totals.NoAnswer, 10), inv, x.Result)
 	}
 	s.p("| **median** | **%s** | | | | **%s** | **%s** | | | | |", f2(median(tts)), f1(median(cp)), f1(median(pp)))
 	s.p("")
@@ -612,12 +625,11 @@ func (s *benchSummary) resources(b1, b3 rounds) {
 		s.p("Service memory during the flash crowds of benchmark 3 (VmRSS sampled every 100 ms; VmHWM is " +
 			"the kernel's peak since the start):")
 		s.p("")
-		s.p("| run | RSS before the load MB | peak sampled RSS MB | VmHWM MB |")
-		s.p("|---|---|---|---|")
+		s.table("run", "RSS before the load MB", "peak sampled RSS MB", "VmHWM MB")
 		var pk, hw []float64
 		for _, r := range fl {
 			pk, hw = append(pk, r.RSS.MaxSampledKB/1024), append(hw, r.RSS.HWMKB/1024)
-			s.p("| %d | %s | %s | %s |", r.Round, f0(r.RSS.BeforeKB/1024), f0(pk[len(pk)-1]), f0(hw[len(hw)-1]))
+			s.row(strconv.Itoa(r.Round), f0(r.RSS.BeforeKB/1024), f0(pk[len(pk)-1]), f0(hw[len(hw)-1]))
 		}
 		s.p("| **median** | | **%s** | **%s** |", f0(median(pk)), f0(median(hw)))
 		s.p("")
@@ -658,40 +670,36 @@ func (s *benchSummary) resources(b1, b3 rounds) {
 		"number of cores busy during them (of %s); *other* is the machine's busy time "+
 		"minus the processes listed (other sessions on this shared machine, the kernel, sampling).", s.meta.Machine.Nproc)
 	s.p("")
-	hdr, sep := "| process |", "|---|"
+	head := []string{"process"}
 	if len(svc) > 0 {
-		hdr += " service run: CPU s / 1,000 checkouts | runs | cores |"
-		sep += "---|---|---|"
+		head = append(head, "service run: CPU s / 1,000 checkouts", "runs", "cores")
 	}
 	if len(tri) > 0 {
-		hdr += " trivial run: CPU s / 1,000 checkouts | cores |"
-		sep += "---|---|"
+		head = append(head, "trivial run: CPU s / 1,000 checkouts", "cores")
 	}
 	if len(fl) > 0 {
-		hdr += " flash crowd (bench. 3): cores |"
-		sep += "---|"
+		head = append(head, "flash crowd (bench. 3): cores")
 	}
-	s.p("%s", hdr)
-	s.p("%s", sep)
+	s.table(head...)
 	csK, csC := cols(svc, true), cols(svc, false)
 	ctK, ctC := cols(tri, true), cols(tri, false)
 	cfC := cols(fl, false)
 	for _, row := range rows {
-		line := "| " + row.label + " |"
+		k, cells := row.key, []string{row.label}
 		if len(svc) > 0 {
-			line += fmt.Sprintf(" %s | %s | %s |", f2(median(csK[row.key])), runsOf(csK[row.key], f2), f2(median(csC[row.key])))
+			cells = append(cells, f2(median(csK[k])), runsOf(csK[k], f2), f2(median(csC[k])))
 		}
-		if len(tri) > 0 {
-			if row.key == "pg_db" { // the trivial target has no database
-				line += " – | – |"
-			} else {
-				line += fmt.Sprintf(" %s | %s |", f2(median(ctK[row.key])), f2(median(ctC[row.key])))
-			}
+		switch {
+		case len(tri) == 0:
+		case k == "pg_db": // the trivial target has no database
+			cells = append(cells, "–", "–")
+		default:
+			cells = append(cells, f2(median(ctK[k])), f2(median(ctC[k])))
 		}
 		if len(fl) > 0 {
-			line += fmt.Sprintf(" %s |", f2(median(cfC[row.key])))
+			cells = append(cells, f2(median(cfC[k])))
 		}
-		s.p("%s", line)
+		s.row(cells...)
 	}
 	s.p("")
 	var written, perTx []float64
@@ -732,9 +740,8 @@ func (s *benchSummary) scaling(b5 rounds) {
 		"instance run in parallel (loadgen takes one `-target`): steady checkouts for %s "+
 		"with the %s clients split across the instances, summed; then %s", ns[len(ns)-1], S["SCALE_DURATION"], S["CONNS"], flash)
 	s.p("")
-	s.p("| instances | checkouts/s (median) | runs | vs 1 instance | p99 ms (worst generator, median) | 200 answers | " +
-		"flash: time to sell out s (median) | runs | flash invariants | 5xx + no answer |")
-	s.p("|---|---|---|---|---|---|---|---|---|---|")
+	s.table("instances", "checkouts/s (median)", "runs", "vs 1 instance", "p99 ms (worst generator, median)",
+		"200 answers", "flash: time to sell out s (median)", "runs", "flash invariants", "5xx + no answer")
 	first := fmt.Sprintf("steady-%d", ns[0])
 	for _, n := range ns {
 		steady, flashKey := fmt.Sprintf("steady-%d", n), fmt.Sprintf("flash-%d", n)
@@ -742,14 +749,8 @@ func (s *benchSummary) scaling(b5 rounds) {
 		vsFirst := "—"
 		if n != ns[0] {
 			var vs []float64
-			for _, k := range slices.Sorted(maps.Keys(b5[steady])) {
-				base, both := b5[first][k]
-				if !both {
-					continue
-				}
-				if a, b := b5[steady][k].checkout(), base.checkout(); a != nil && b != nil {
-					vs = append(vs, a.rps/b.rps)
-				}
+			for _, ab := range sideBySide(b5[steady], b5[first]) {
+				vs = append(vs, ab[0].rps/ab[1].rps)
 			}
 			vsFirst = f2(median(vs)) + "×"
 		}
@@ -792,7 +793,7 @@ func (s *benchSummary) scaling(b5 rounds) {
 		if len(b5[flashKey]) > 0 {
 			sellOut, sellOutRuns, badS = f2(median(tt)), runsOf(tt, f2), strconv.FormatInt(bad, 10)
 		}
-		s.p("| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |", n, f0(median(pick(cs, rps))), runsOf(pick(cs, rps), f0),
+		s.row(strconv.Itoa(n), f0(median(pick(cs, rps))), runsOf(pick(cs, rps), f0),
 			vsFirst, f1(median(pick(cs, p99))), pct(median(pick(cs, ok))), sellOut, sellOutRuns, inv, badS)
 	}
 	s.p("")
@@ -821,9 +822,9 @@ func (s *benchSummary) openLoop(b6 rounds) {
 		"service, PostgreSQL and Redis share the machine's cores, so the knee is where the machine, not "+
 		"PostgreSQL alone, runs out.", S["OPEN_DURATION"], S["OPEN_MAX_INFLIGHT"])
 	s.p("")
-	s.p("| rate/s | achieved/s (median) | runs | 200 answers | late | unsent | p50 ms | p99 ms (median) | p99 runs | " +
-		"attempt rows/s | rows per DB transaction | cores: service / PG / Redis / loadgen / other | machine busy |")
-	s.p("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	s.table("rate/s", "achieved/s (median)", "runs", "200 answers", "late", "unsent", "p50 ms",
+		"p99 ms (median)", "p99 runs", "attempt rows/s", "rows per DB transaction",
+		"cores: service / PG / Redis / loadgen / other", "machine busy")
 	knee, firstBad := 0, 0
 	for _, rate := range rates {
 		rateN, _ := strconv.Atoi(rate)
@@ -851,11 +852,10 @@ func (s *benchSummary) openLoop(b6 rounds) {
 			}
 		}
 		ach, lateM, p99M := median(pick(cs, rps)), median(late), median(pick(cs, p99))
-		s.p("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s / %s / %s / %s | %s |",
-			f0(float64(rateN)), f0(ach), runsOf(pick(cs, rps), f0), pct(median(pick(cs, ok))), pct(lateM), f0(median(unsent)),
+		s.row(f0(float64(rateN)), f0(ach), runsOf(pick(cs, rps), f0), pct(median(pick(cs, ok))), pct(lateM), f0(median(unsent)),
 			f1(median(pick(cs, p50))), f1(p99M), runsOf(pick(cs, p99), f1), f0(median(rowsS)), f0(median(perTx)),
-			f2(median(cores["target"])), f2(median(cores["pg_cluster"])), f2(median(cores["redis"])),
-			f2(median(cores["loadgen"])), f2(median(cores["other"])), pct(median(busy)))
+			strings.Join([]string{f2(median(cores["target"])), f2(median(cores["pg_cluster"])), f2(median(cores["redis"])),
+				f2(median(cores["loadgen"])), f2(median(cores["other"]))}, " / "), pct(median(busy)))
 		sustained := !isNone(ach) && !isNone(lateM) && ach >= 0.97*float64(rateN) && lateM <= 0.01 && (isNone(p99M) || p99M <= 100)
 		switch {
 		case firstBad != 0:
