@@ -762,25 +762,21 @@ func (s *benchSummary) scaling(b5 rounds) {
 		for _, r := range b5.runs(flashKey) {
 			var ts []float64
 			for _, x := range r.reps {
+				res := resultError
 				if x != nil {
 					ts = append(ts, ptrOr(x.TimeToSellOutSeconds, none))
+					bad += x.Totals.ServerErrors + x.Totals.NoAnswer
+					if x.Invariants != nil {
+						res = x.Invariants.Result
+					}
 				}
+				invs = append(invs, res)
 			}
 			t := none
 			if len(ts) > 0 && !slices.ContainsFunc(ts, isNone) {
 				t = slices.Max(ts)
 			}
 			tt = append(tt, t)
-			for _, x := range r.reps {
-				res := resultError
-				if x != nil && x.Invariants != nil {
-					res = x.Invariants.Result
-				}
-				invs = append(invs, res)
-				if x != nil {
-					bad += x.Totals.ServerErrors + x.Totals.NoAnswer
-				}
-			}
 		}
 		inv := "–"
 		if len(invs) > 0 {
