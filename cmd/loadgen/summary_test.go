@@ -240,3 +240,24 @@ func TestSummarizeUsage(t *testing.T) {
 		t.Error("a directory without meta.json: no error")
 	}
 }
+
+// TestSummaryScaling: several generators' checkouts add up, their sell-out
+// is the latest one's, and each instance count is compared with the first.
+func TestSummaryScaling(t *testing.T) {
+	d := newBenchDir(t)
+	flash := func(sellOut float64) *Report {
+		r := steadyReport(100, 10)
+		r.TimeToSellOutSeconds = &sellOut
+		r.Invariants = &InvariantsReport{Result: resultPass}
+		return r
+	}
+	d.run("b5", "steady-1", 1, 10, nil, steadyReport(1000, 40))
+	d.run("b5", "flash-1", 1, 10, nil, flash(3))
+	d.run("b5", "steady-2", 1, 10, nil, steadyReport(600, 50), steadyReport(300, 70))["instances"] = 2
+	d.run("b5", "flash-2", 1, 10, nil, flash(4), flash(5))["instances"] = 2
+	out := d.summary()
+	wantLines(t, out,
+		"| 1 | 1,000 | 1,000 | — | 40.0 | 100.0 % | 3.00 | 3.00 | PASS | 0 |",
+		"| 2 | 900 | 900 | 0.90× | 70.0 | 100.0 % | 5.00 | 5.00 | PASS | 0 |",
+	)
+}
