@@ -399,6 +399,12 @@ func (s *benchSummary) p(format string, args ...any) {
 	fmt.Fprintf(s.w, format+"\n", args...)
 }
 
+// heading starts a section of the summary.
+func (s *benchSummary) heading(title string) {
+	s.p("### %s", title)
+	s.p("")
+}
+
 // row prints a row of a Markdown table.
 func (s *benchSummary) row(cells ...string) {
 	s.p("| %s |", strings.Join(cells, " | "))
@@ -457,8 +463,7 @@ func (s *benchSummary) throughput(b1 rounds) {
 		return
 	}
 	S := s.meta.Settings
-	s.p("### 1. Checkout throughput: the service vs a trivial target")
-	s.p("")
+	s.heading("1. Checkout throughput: the service vs a trivial target")
 	s.p("Steady profile (closed loop, fresh users, random unsold items, nothing purchased), "+
 		"%s concurrent clients, %s per run, sale of %s items. "+
 		"*trivial* is `loadgen serve-trivial`: the same HTTP shape answered from memory, the ceiling of "+
@@ -514,8 +519,7 @@ func (s *benchSummary) telemetry(b2 rounds) {
 	if _, ok := b2["metrics"]; ok {
 		metrics = "; *metrics* = the defaults (OTel metrics on /metrics, no OTLP)"
 	}
-	s.p("### 2. Telemetry overhead under load")
-	s.p("")
+	s.heading("2. Telemetry overhead under load")
 	s.p("The steady checkout load of benchmark 1 (%s clients, %s), the service "+
 		"started in each mode: *full* = OTel metrics + every request traced "+
 		"(`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, arg 1.0), traces and metrics exported over "+
@@ -577,8 +581,7 @@ func (s *benchSummary) flash(b3 rounds) {
 		return
 	}
 	S := s.meta.Settings
-	s.p("### 3. Flash sale")
-	s.p("")
+	s.heading("3. Flash sale")
 	s.p("`-profile flash -users %s -create-sale -items %s` "+
 		"(each user wants 1–14 items, checks out unsold ones and purchases, 10 %% of purchases "+
 		"fired twice), invariants checked in PostgreSQL after the load.", S["FLASH_USERS"], S["FLASH_ITEMS"])
@@ -618,8 +621,7 @@ func (s *benchSummary) resources(b1, b3 rounds) {
 	if len(b1) == 0 && len(b3) == 0 {
 		return
 	}
-	s.p("### 4. Resources")
-	s.p("")
+	s.heading("4. Resources")
 	fl := b3.runs("flash")
 	if len(b3) > 0 {
 		s.p("Service memory during the flash crowds of benchmark 3 (VmRSS sampled every 100 ms; VmHWM is " +
@@ -729,8 +731,7 @@ func (s *benchSummary) scaling(b5 rounds) {
 		}
 	}
 	slices.Sort(ns)
-	s.p("### 5. Scaling over instances")
-	s.p("")
+	s.heading("5. Scaling over instances")
 	flash := "no flash crowd (SCALE_FLASH=0)."
 	if S["SCALE_FLASH"] == "1" {
 		flash = fmt.Sprintf("a flash crowd of %s users split across the instances on one sale of "+
@@ -809,8 +810,7 @@ func (s *benchSummary) openLoop(b6 rounds) {
 		y, _ := strconv.Atoi(b)
 		return x - y
 	})
-	s.p("### 6. Open loop: checkout attempts per second one PostgreSQL absorbs")
-	s.p("")
+	s.heading("6. Open loop: checkout attempts per second one PostgreSQL absorbs")
 	s.p("`-profile open` for %s per run, at most %s in flight, "+
 		"fresh users and unsold items: every checkout is accepted and its attempt row is group-committed "+
 		"before the answer. Latency counts from each request's intended send time. Late = sent more "+
@@ -882,8 +882,7 @@ func (s *benchSummary) failures() {
 			continue
 		}
 		if first {
-			s.p("### Runs that did not pass")
-			s.p("")
+			s.heading("Runs that did not pass")
 			first = false
 		}
 		for i, path := range r.Reports[:min(len(r.Reports), len(r.RCs))] {
@@ -911,8 +910,7 @@ func (s *benchSummary) failures() {
 // variant, where the variants start the service differently).
 func (s *benchSummary) commands() {
 	m := s.meta
-	s.p("### Commands")
-	s.p("")
+	s.heading("Commands")
 	s.p("`%s` ran, for example (the first run of each benchmark; every command is in "+
 		"`%s/commands.txt`):", m.Invocation, m.Out)
 	s.p("")
