@@ -24,8 +24,10 @@
 # REDIS_KEY_PREFIX (its keys are deleted when the service stops).
 #
 # Output: raw loadgen -json reports, service logs, every exact command and the machine
-# description in .dev/bench/<UTC timestamp>/; the Markdown summary on stdout (also saved
-# as summary.md there). Progress goes to stderr.
+# description in .dev/bench/<UTC timestamp>/ (meta.json, runs.jsonl: one line per run with
+# the CPU, memory and database counts taken around it); the Markdown summary on stdout
+# (also saved as summary.md there), made from that directory by `loadgen summarize`.
+# Progress goes to stderr.
 #
 # Settings (environment; defaults for a 2-core machine, QUICK=1 defaults in brackets):
 #   REPEATS=3 [2]            rounds of every comparison
@@ -179,10 +181,19 @@ cleanup() {
 	exit "$rc"
 }
 
-# free_port: a TCP port free on 127.0.0.1 now.
+# free_port: a TCP port no one listens on now, below the kernel's range of ephemeral ports
+# (so no outgoing connection takes it meanwhile).
 free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+	local p
+	while :; do
+		p=$((20000 + RANDOM % 12000))
+		[[ -n "$(ss -ltnH "sport = :$p")" ]] || break
+	done
+	echo "$p"
 }
+
+# json_list ARGS...: the arguments as a JSON array of strings.
+json_list() { jq -cn '$ARGS.positional' --args "$@"; }
 
 # record NAME CMD...: append the exact command (environment assignments included) to
 # commands.txt and to the current run's command list. The admin token is masked.
@@ -475,15 +486,14 @@ measure_end() {
 	done
 	jq -cn --arg bench "$bench" --arg variant "$variant" --argjson round "$round" \
 		--argjson instances "$instances" --argjson wall "$wall" \
-		--argjson reports "$(printf '%s\n' "${LG_JSONS[@]}" | jq -R . | jq -s .)" \
-		--argjson rcs "$(printf '%s\n' "${rcs[@]}" | jq -s .)" \
-		--argjson lg_times "$(printf '%s\n' "${times[@]}" | jq -R . | jq -s .)" \
+		--argjson reports "$(json_list "${LG_JSONS[@]}")" --argjson rcs "[$(IFS=,; echo "${rcs[*]}")]" \
+		--argjson lg_times "$(json_list "${times[@]}")" \
 		--argjson ticks "{\"machine_busy\": $((busy - M0[busy])), \"machine_total\": $((total - M0[total])),
 			\"target\": $((t_target - M0[target])), \"pg_cluster\": $((t_pgc - M0[pg_cluster])),
 			\"pg_db\": $((t_pgdb - M0[pg_db])), \"redis\": $((t_redis - M0[redis])), \"sink\": $((t_sink - M0[sink]))}" \
 		--argjson rss "{\"before_kb\": ${M0[rss]}, \"max_sampled_kb\": $rss_max, \"hwm_kb\": $hwm}" \
 		--argjson db0 "${M0[db]}" --argjson db1 "$db1" --argjson sink "$sink" \
-		--argjson commands "$(printf '%s\n' "${CUR_CMDS[@]}" | jq -R . | jq -s .)" \
+		--argjson commands "$(json_list "${CUR_CMDS[@]}")" \
 		'{bench: $bench, variant: $variant, round: $round, instances: $instances, wall_s: $wall,
 		  reports: $reports, rcs: $rcs, loadgen_times: $lg_times, ticks: $ticks, rss: $rss,
 		  db_before: $db0, db_after: $db1, sink: $sink, commands: $commands}' >>"$OUT/runs.jsonl"
@@ -692,433 +702,18 @@ bench6() {
 	done
 }
 
-# ---------------------------------------------------------------- summary
-
-write_summarizer() {
-	cat >"$1" <<'PY'
-import json, os, re, statistics, sys
-from collections import defaultdict
-
-out = sys.argv[1]
-meta = json.load(open(os.path.join(out, "meta.json")))
-runs = [json.loads(l) for l in open(os.path.join(out, "runs.jsonl")) if l.strip()]
-tck = meta["clk_tck"]
-S = meta["settings"]
-
-def load(path):
-    try:
-        with open(os.path.join(out, path)) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return None
-
-for r in runs:
-    r["rep"] = [load(p) for p in r["reports"]]
-
-def med(xs):
-    xs = [x for x in xs if x is not None]
-    return statistics.median(xs) if xs else None
-
-def f0(x): return "–" if x is None else f"{x:,.0f}"
-def f1(x): return "–" if x is None else f"{x:,.1f}"
-def f2(x): return "–" if x is None else f"{x:,.2f}"
-def pct(x): return "–" if x is None else f"{100*x:.1f} %"
-def spct(x): return "–" if x is None else f"{100*x:+.1f} %"
-def runs_of(xs, f): return " / ".join(f(x) for x in xs)
-
-def ep(rep, name):
-    if not rep: return None
-    for e in rep.get("endpoints") or []:
-        if e["endpoint"] == name: return e
-    return None
-
-def checkout(r):
-    """Checkout figures of a run (summed over its reports): rps, requests, p50, p99 (worst), ok share."""
-    eps = [ep(x, "POST /checkout") for x in r["rep"]]
-    if not eps or any(e is None for e in eps): return None
-    req = sum(e["requests"] for e in eps)
-    ok = sum(e["statuses"].get("200", 0) for e in eps)
-    return dict(rps=sum(e["rps"] for e in eps), requests=req,
-                p50=max(e["latency_ms"]["p50"] for e in eps),
-                p99=max(e["latency_ms"]["p99"] for e in eps),
-                ok=ok / req if req else None)
-
-def lg_cpu(r):
-    t = 0.0
-    for s in r["loadgen_times"]:
-        m = re.findall(r"(\d+)m([\d.]+)s", s or "")
-        if len(m) != 2: return None
-        t += sum(int(a) * 60 + float(b) for a, b in m)
-    return t
-
-def cpu(r):
-    """CPU seconds of each process group during the run."""
-    k = r["ticks"]
-    c = {n: k[n] / tck for n in ("target", "pg_db", "pg_cluster", "redis", "sink", "machine_busy", "machine_total")}
-    c["loadgen"] = lg_cpu(r)
-    if c["loadgen"] is not None:
-        c["other"] = c["machine_busy"] - c["target"] - c["pg_cluster"] - c["redis"] - c["sink"] - c["loadgen"]
-    else:
-        c["other"] = None
-    return c
-
-def failed(r):
-    return any(rc != 0 for rc in r["rcs"]) or any(x is None for x in r["rep"])
-
-def by(bench):
-    d = defaultdict(dict)
-    for r in runs:
-        if r["bench"] == bench: d[r["variant"]][r["round"]] = r
-    return d
-
-P = print
-notes = []
-
-P(f"## Load benchmarks — {meta['date']}, commit {meta['commit']}")
-P()
-m = meta["machine"]
-P(f"Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['mem']} RAM, {m['os']}, kernel {m['kernel']}; "
-  f"{m['go']}; {m['postgres']}; Redis {m['redis']}. Load average before: {m['load_before']}; after: {meta.get('load_after', '?')}. "
-  f"Run took {meta.get('elapsed', '?')} (`{meta['invocation']}`).")
-P()
-P("Everything shares the machine: the generator (`bin/loadgen`), the service, PostgreSQL "
-  "(fsync on) and Redis, plus whatever else was running (the *other* CPU below). "
-  "Every comparison ran its variants interleaved, the order rotating each round, "
-  f"{S['REPEATS']} rounds; each service start had a fresh database and Redis key prefix. "
-  "Figures are medians, with every run listed (run 1 / 2 / 3 …). Raw reports: "
-  f"`{meta['out']}` (not committed).")
-if meta.get("service_env"):
-    P()
-    P("Service tuning from the environment: " + ", ".join(f"`{e}`" for e in meta["service_env"]) + ".")
-P()
-
-# ---------------------------------------------------------------- 1
-b1 = by("b1")
-if b1:
-    P(f"### 1. Checkout throughput: the service vs a trivial target")
-    P()
-    P(f"Steady profile (closed loop, fresh users, random unsold items, nothing purchased), "
-      f"{S['CONNS']} concurrent clients, {S['DURATION']} per run, sale of {S['STEADY_ITEMS']} items. "
-      "*trivial* is `loadgen serve-trivial`: the same HTTP shape answered from memory, the ceiling of "
-      "net/http and the generator on this machine. The service runs with its default telemetry "
-      "(OTel metrics served to Prometheus, no OTLP export).")
-    P()
-    P("| target | checkouts/s (median) | runs | p50 ms | p99 ms (median) | p99 runs | 200 answers |")
-    P("|---|---|---|---|---|---|---|")
-    for v in ("service", "trivial"):
-        rs = [b1[v][k] for k in sorted(b1.get(v, {}))]
-        cs = [checkout(r) for r in rs]
-        cs_ok = [c for c in cs if c]
-        if not cs_ok: continue
-        P(f"| {v} | {f0(med([c['rps'] for c in cs_ok]))} | {runs_of([c['rps'] for c in cs_ok], f0)} | "
-          f"{f1(med([c['p50'] for c in cs_ok]))} | {f1(med([c['p99'] for c in cs_ok]))} | "
-          f"{runs_of([c['p99'] for c in cs_ok], f1)} | {pct(med([c['ok'] for c in cs_ok]))} |")
-    ratios, p99r = [], []
-    for k in sorted(set(b1.get("service", {})) & set(b1.get("trivial", {}))):
-        a, b = checkout(b1["service"][k]), checkout(b1["trivial"][k])
-        if a and b and b["rps"]:
-            ratios.append(a["rps"] / b["rps"]); p99r.append(a["p99"] / b["p99"] if b["p99"] else None)
-    P()
-    if ratios:
-        P(f"Service / trivial throughput: **{med(ratios):.2f}** (median of per-round ratios: "
-          f"{runs_of(ratios, f2)}); p99 ratio {f1(med(p99r))}× ({runs_of(p99r, f1)}).")
-        tr = [b1["trivial"][k] for k in sorted(b1.get("trivial", {}))]
-        lgc = med([cpu(r)["loadgen"] / r["wall_s"] for r in tr if cpu(r)["loadgen"] is not None])
-        tgc = med([cpu(r)["target"] / r["wall_s"] for r in tr])
-        if lgc is not None:
-            P(f"In the trivial runs the generator used {f2(lgc)} cores and the trivial target {f2(tgc)} "
-              f"(of {meta['machine']['nproc']}): that ceiling is the generator's and the kernel's, not net/http's.")
-        P()
-
-# ---------------------------------------------------------------- 2
-b2 = by("b2")
-if b2:
-    P("### 2. Telemetry overhead under load")
-    P()
-    P(f"The steady checkout load of benchmark 1 ({S['CONNS']} clients, {S['DURATION']}), the service "
-      "started in each mode: *full* = OTel metrics + every request traced "
-      "(`OTEL_TRACES_SAMPLER=parentbased_traceidratio`, arg 1.0), traces and metrics exported over "
-      "OTLP/HTTP to a discarding sink (`scripts/otlpsink`, on this machine too; its CPU is shown); "
-      "*ratio001* = the same with arg 0.01; *off* = `OTEL_SDK_DISABLED=true`"
-      + ("; *metrics* = the defaults (OTel metrics on /metrics, no OTLP)" if "metrics" in b2 else "")
-      + f". OTLP modes push metrics every {S['METRIC_EXPORT_MS']} ms (the default 60 s would not fire "
-      "within a run); the batch span processor keeps its defaults (queue 2048, batches of 512: spans "
-      "beyond the queue are dropped, as in production).")
-    P()
-    P("| mode | checkouts/s (median) | runs | p99 ms (median) | p99 runs | throughput vs off | p99 vs off | "
-      "service CPU s / 1,000 checkouts | OTLP received (requests, MB) | sink cores |")
-    P("|---|---|---|---|---|---|---|---|---|---|")
-    modes = [m for m in S["TELEMETRY_MODES"].split() if m in b2]
-    for mo in modes:
-        rs = [b2[mo][k] for k in sorted(b2[mo])]
-        cs = [checkout(r) for r in rs]
-        vs, p99vs = [], []
-        for k in sorted(b2[mo]):
-            if "off" in b2 and k in b2["off"]:
-                a, b = checkout(b2[mo][k]), checkout(b2["off"][k])
-                if a and b:
-                    vs.append(a["rps"] / b["rps"] - 1); p99vs.append(a["p99"] / b["p99"] - 1)
-        cpu_k = [cpu(r)["target"] / (c["requests"] / 1000) for r, c in zip(rs, cs) if c and c["requests"]]
-        sinks = [r["sink"] for r in rs if r.get("sink")]
-        otlp = "–"
-        sink_cores = med([cpu(r)["sink"] / r["wall_s"] for r in rs]) if sinks else None
-        if sinks:
-            reqs = med([sum(v["requests"] for v in s.values()) for s in sinks])
-            mb = med([sum(v["bytes"] for v in s.values()) / 1e6 for s in sinks])
-            otlp = f"{f0(reqs)}, {f1(mb)}"
-        cs_ok = [c for c in cs if c]
-        P(f"| {mo} | {f0(med([c['rps'] for c in cs_ok]))} | {runs_of([c['rps'] for c in cs_ok], f0)} | "
-          f"{f1(med([c['p99'] for c in cs_ok]))} | {runs_of([c['p99'] for c in cs_ok], f1)} | "
-          f"{'—' if mo == 'off' else spct(med(vs)) + ' (' + runs_of(vs, spct) + ')'} | "
-          f"{'—' if mo == 'off' else spct(med(p99vs))} | {f2(med(cpu_k))} | {otlp} | {f2(sink_cores)} |")
-    P()
-    P("Throughput and p99 vs off are medians of per-round ratios (same round, side by side).")
-    P()
-
-# ---------------------------------------------------------------- 3
-b3 = by("b3")
-if b3:
-    P("### 3. Flash sale")
-    P()
-    P(f"`-profile flash -users {S['FLASH_USERS']} -create-sale -items {S['FLASH_ITEMS']}` "
-      "(each user wants 1–14 items, checks out unsold ones and purchases, 10 % of purchases "
-      "fired twice), invariants checked in PostgreSQL after the load.")
-    P()
-    P("| run | time to sell out s | load s | ended by | items sold | checkout p99 ms | purchase p99 ms | "
-      "purchases/s | 5xx + no answer | invariants | result |")
-    P("|---|---|---|---|---|---|---|---|---|---|---|")
-    tts, cp, pp = [], [], []
-    for k in sorted(b3.get("flash", {})):
-        r = b3["flash"][k]; x = r["rep"][0]
-        if not x:
-            P(f"| {k} | – | – | – | – | – | – | – | – | – | ERROR (no report) |"); continue
-        c, p = ep(x, "POST /checkout"), ep(x, "POST /purchase")
-        t = x.get("time_to_sell_out_seconds")
-        tts.append(t); cp.append(c and c["latency_ms"]["p99"]); pp.append(p and p["latency_ms"]["p99"])
-        inv = (x.get("invariants") or {}).get("result", "–")
-        bad = x["totals"]["server_errors"] + x["totals"]["no_answer"]
-        P(f"| {k} | {f2(t)} | {f2(x['duration_seconds'])} | {x['ended_by']} | "
-          f"{x['sale'].get('items_sold', '?')}/{x['sale']['total_items']} | {f1(cp[-1])} | {f1(pp[-1])} | "
-          f"{f0(p['rps']) if p else '–'} | {bad} | {inv} | {x['result']} |")
-    P(f"| **median** | **{f2(med(tts))}** | | | | **{f1(med(cp))}** | **{f1(med(pp))}** | | | | |")
-    P()
-
-# ---------------------------------------------------------------- 4
-if b3 or b1:
-    P("### 4. Resources")
-    P()
-if b3:
-    P("Service memory during the flash crowds of benchmark 3 (VmRSS sampled every 100 ms; VmHWM is "
-      "the kernel's peak since the start):")
-    P()
-    P("| run | RSS before the load MB | peak sampled RSS MB | VmHWM MB |")
-    P("|---|---|---|---|")
-    pk, hw = [], []
-    for k in sorted(b3.get("flash", {})):
-        s = b3["flash"][k]["rss"]
-        pk.append(s["max_sampled_kb"] / 1024); hw.append(s["hwm_kb"] / 1024)
-        P(f"| {k} | {f0(s['before_kb']/1024)} | {f0(pk[-1])} | {f0(hw[-1])} |")
-    P(f"| **median** | | **{f0(med(pk))}** | **{f0(med(hw))}** |")
-    P()
-if b1 or b3:
-    rows = [("target", "the service (trivial target in the trivial runs)"),
-            ("pg_db", "PostgreSQL: backends of the run's database"),
-            ("pg_cluster", "PostgreSQL: whole server (backends, WAL writer, checkpointer, other databases)"),
-            ("redis", "Redis (whole server)"),
-            ("loadgen", "load generator"),
-            ("other", "everything else on the machine"),
-            ("machine_busy", "**machine, all CPUs busy**")]
-    def cols(rs, per_k):
-        res = {}
-        for key, _ in rows:
-            vals = []
-            for r in rs:
-                c = cpu(r); ch = checkout(r)
-                if c.get(key) is None: vals.append(None); continue
-                if per_k:
-                    vals.append(c[key] / (ch["requests"] / 1000) if ch and ch["requests"] else None)
-                else:
-                    vals.append(c[key] / r["wall_s"])
-            res[key] = vals
-        return res
-    svc = [b1["service"][k] for k in sorted(b1.get("service", {}))] if b1 else []
-    tri = [b1["trivial"][k] for k in sorted(b1.get("trivial", {}))] if b1 else []
-    fl = [b3["flash"][k] for k in sorted(b3.get("flash", {}))] if b3 else []
-    P("Where the CPU goes. CPU seconds (utime + stime from /proc, before/after each run; the "
-      "generator's from its own `times`) per 1,000 checkouts in benchmark 1's runs, and the average "
-      f"number of cores busy during them (of {m['nproc']}); *other* is the machine's busy time "
-      "minus the processes listed (other sessions on this shared machine, the kernel, sampling).")
-    P()
-    hdr = "| process |"
-    sep = "|---|"
-    if svc: hdr += " service run: CPU s / 1,000 checkouts | runs | cores |"; sep += "---|---|---|"
-    if tri: hdr += " trivial run: CPU s / 1,000 checkouts | cores |"; sep += "---|---|"
-    if fl: hdr += " flash crowd (bench. 3): cores |"; sep += "---|"
-    P(hdr); P(sep)
-    cs_k, cs_c = cols(svc, True), cols(svc, False)
-    ct_k, ct_c = cols(tri, True), cols(tri, False)
-    cf_c = cols(fl, False)
-    for key, label in rows:
-        line = f"| {label} |"
-        if svc: line += f" {f2(med(cs_k[key]))} | {runs_of(cs_k[key], f2)} | {f2(med(cs_c[key]))} |"
-        if tri:
-            skip = key in ("pg_db",)
-            line += f" {'–' if skip else f2(med(ct_k[key]))} | {'–' if skip else f2(med(ct_c[key]))} |"
-        if fl: line += f" {f2(med(cf_c[key]))} |"
-        P(line)
-    P()
-    dbs = [(r["db_before"], r["db_after"], checkout(r)) for r in svc if r.get("db_before") and r.get("db_after")]
-    if dbs:
-        rows_per_tx = med([(b["attempts"] - a["attempts"]) / max(1, b["xact_commit"] - a["xact_commit"]) for a, b, _ in dbs])
-        P(f"PostgreSQL in the service runs: {f0(med([b['attempts'] - a['attempts'] for a, b, _ in dbs]))} attempt rows "
-          f"written per run (median), about {f0(rows_per_tx)} rows per committed transaction of the database "
-          "(group commit; the transaction count also holds reads).")
-        P()
-
-# ---------------------------------------------------------------- 5
-b5 = by("b5")
-if b5:
-    ns = sorted({r["instances"] for r in runs if r["bench"] == "b5"})
-    P("### 5. Scaling over instances")
-    P()
-    P(f"1…{ns[-1]} instances on the same database and Redis (different ports), one generator per "
-      f"instance run in parallel (loadgen takes one `-target`): steady checkouts for {S['SCALE_DURATION']} "
-      f"with the {S['CONNS']} clients split across the instances, summed; then "
-      + (f"a flash crowd of {S['FLASH_USERS']} users split across the instances on one sale of "
-         f"{S['FLASH_ITEMS']} items (`-sale`), each generator checking the invariants at its end."
-         if S["SCALE_FLASH"] == "1" else "no flash crowd (SCALE_FLASH=0)."))
-    P()
-    P("| instances | checkouts/s (median) | runs | vs 1 instance | p99 ms (worst generator, median) | 200 answers | "
-      "flash: time to sell out s (median) | runs | flash invariants | 5xx + no answer |")
-    P("|---|---|---|---|---|---|---|---|---|---|")
-    for n in ns:
-        st = b5.get(f"steady-{n}", {}); fl5 = b5.get(f"flash-{n}", {})
-        cs = [checkout(st[k]) for k in sorted(st)]
-        cs_ok = [c for c in cs if c]
-        vs = []
-        for k in sorted(st):
-            if n != ns[0] and k in b5.get(f"steady-{ns[0]}", {}):
-                a, b = checkout(st[k]), checkout(b5[f"steady-{ns[0]}"][k])
-                if a and b: vs.append(a["rps"] / b["rps"])
-        tt, invs, bad = [], [], 0
-        for k in sorted(fl5):
-            reps = fl5[k]["rep"]
-            ts = [x.get("time_to_sell_out_seconds") for x in reps if x]
-            tt.append(max(ts) if ts and None not in ts else None)
-            for x in reps:
-                invs.append(((x or {}).get("invariants") or {}).get("result", "ERROR"))
-                if x: bad += x["totals"]["server_errors"] + x["totals"]["no_answer"]
-        inv = "–" if not invs else ("PASS" if all(i == "PASS" for i in invs) else "FAIL (" + ", ".join(invs) + ")")
-        P(f"| {n} | {f0(med([c['rps'] for c in cs_ok]))} | {runs_of([c['rps'] for c in cs_ok], f0)} | "
-          f"{'—' if n == ns[0] else f2(med(vs)) + '×'} | {f1(med([c['p99'] for c in cs_ok]))} | "
-          f"{pct(med([c['ok'] for c in cs_ok]))} | {f2(med(tt)) if fl5 else '–'} | "
-          f"{runs_of(tt, f2) if fl5 else '–'} | {inv} | {bad if fl5 else '–'} |")
-    P()
-    P("Flash time to sell out with several generators is the latest of theirs (they start together).")
-    P()
-
-# ---------------------------------------------------------------- 6
-b6 = by("b6")
-if b6:
-    rates = sorted(b6, key=int)
-    P("### 6. Open loop: checkout attempts per second one PostgreSQL absorbs")
-    P()
-    P(f"`-profile open` for {S['OPEN_DURATION']} per run, at most {S['OPEN_MAX_INFLIGHT']} in flight, "
-      "fresh users and unsold items: every checkout is accepted and its attempt row is group-committed "
-      "before the answer. Latency counts from each request's intended send time. Late = sent more "
-      "than 10 ms after its time (no free slot, or the generator fell behind). The generator, the "
-      "service, PostgreSQL and Redis share the machine's cores, so the knee is where the machine, not "
-      "PostgreSQL alone, runs out.")
-    P()
-    P("| rate/s | achieved/s (median) | runs | 200 answers | late | unsent | p50 ms | p99 ms (median) | p99 runs | "
-      "attempt rows/s | rows per DB transaction | cores: service / PG / Redis / loadgen / other | machine busy |")
-    P("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    knee, first_bad = None, None
-    for rate in rates:
-        rs = [b6[rate][k] for k in sorted(b6[rate])]
-        cs = [checkout(r) for r in rs]; cs_ok = [c for c in cs if c]
-        ol = [r["rep"][0]["open_loop"] for r in rs if r["rep"][0] and r["rep"][0].get("open_loop")]
-        late = med([o["late"] / o["scheduled"] for o in ol if o["scheduled"]])
-        unsent = med([o["unsent"] for o in ol])
-        rows_s, rpt = [], []
-        for r in rs:
-            a, b = r.get("db_before"), r.get("db_after")
-            if a and b and r["rep"][0]:
-                rows_s.append((b["attempts"] - a["attempts"]) / r["rep"][0]["duration_seconds"])
-                rpt.append((b["attempts"] - a["attempts"]) / max(1, b["xact_commit"] - a["xact_commit"]))
-        cc = [cpu(r) for r in rs]
-        def cores(key): return med([c[key] / r["wall_s"] for c, r in zip(cc, rs) if c.get(key) is not None])
-        busy = med([c["machine_busy"] / c["machine_total"] for c in cc if c["machine_total"]])
-        ach = med([c["rps"] for c in cs_ok]); p99 = med([c["p99"] for c in cs_ok])
-        P(f"| {int(rate):,} | {f0(ach)} | {runs_of([c['rps'] for c in cs_ok], f0)} | {pct(med([c['ok'] for c in cs_ok]))} | "
-          f"{pct(late)} | {f0(unsent)} | {f1(med([c['p50'] for c in cs_ok]))} | {f1(p99)} | "
-          f"{runs_of([c['p99'] for c in cs_ok], f1)} | {f0(med(rows_s))} | {f0(med(rpt))} | "
-          f"{f2(cores('target'))} / {f2(cores('pg_cluster'))} / {f2(cores('redis'))} / {f2(cores('loadgen'))} / "
-          f"{f2(cores('other'))} | {pct(busy)} |")
-        if ach is not None and late is not None and ach >= 0.97 * int(rate) and late <= 0.01 and (p99 or 0) <= 100:
-            if first_bad is None: knee = int(rate)
-        elif first_bad is None:
-            first_bad = int(rate)
-    P()
-    crit = "achieved ≥ 97 % of the rate, ≤ 1 % sent late, p99 ≤ 100 ms, medians"
-    if knee and first_bad:
-        P(f"The knee lies between **{knee:,}/s** (sustained: {crit}) and **{first_bad:,}/s** (not).")
-    elif knee:
-        P(f"Every rate up to **{knee:,}/s** was sustained ({crit}); the knee is higher.")
-    else:
-        P(f"No rate was sustained ({crit}).")
-    P()
-
-# ---------------------------------------------------------------- failures, commands
-bad = [r for r in runs if failed(r)]
-if bad:
-    P("### Runs that did not pass")
-    P()
-    for r in bad:
-        for p, x, rc in zip(r["reports"], r["rep"], r["rcs"]):
-            why = "; ".join((x or {}).get("failures") or []) or ("no report" if x is None else "")
-            P(f"- `{p}`: loadgen exit {rc}" + (f" — {why}" if why else ""))
-    P()
-
-P("### Commands")
-P()
-P(f"`{meta['invocation']}` ran, for example (the first run of each benchmark; every command is in "
-  f"`{meta['out']}/commands.txt`):")
-P()
-P("```sh")
-P(f"go build -o bin/flashsale ./cmd/flashsale && go build -o bin/loadgen ./cmd/loadgen && go build -o bin/otlpsink ./scripts/otlpsink")
-seen = set()
-n_max = max([r["instances"] for r in runs if r["bench"] == "b5"] or [1])
-for r in runs:
-    if r["bench"] == "b5" and r["instances"] != n_max: continue
-    key = (r["bench"], r["variant"].split("-")[0] if r["bench"] == "b5" else r["variant"] if r["bench"] in ("b1", "b2") else "")
-    if key in seen: continue
-    seen.add(key)
-    P(f"# {r['bench']} {r['variant']}")
-    for c in r["commands"]:
-        P(c.replace(meta["root"] + "/", ""))
-P("```")
-PY
-}
-
-summarize() {
-	local dir="$1"
-	[[ -f "$dir/meta.json" && -f "$dir/runs.jsonl" ]] || die "$dir: no meta.json/runs.jsonl"
-	write_summarizer "$dir/summarize.py"
-	python3 "$dir/summarize.py" "$dir"
-}
-
 # ---------------------------------------------------------------- main
 
+# The summary (medians, ratios, tables) is `loadgen summarize`, from the files of the run
+# directory: meta.json, runs.jsonl and the reports under runs/.
 if [[ "${1:-}" == summarize ]]; then
 	[[ $# -eq 2 ]] || die "usage: scripts/bench.sh summarize DIR"
-	summarize "$2"
-	exit 0
+	exec go run ./cmd/loadgen summarize "$2"
 fi
 [[ $# -eq 0 ]] || die "unexpected argument ${1}; see the comment at the top of scripts/bench.sh"
 
 validate_settings
-for tool in go psql createdb dropdb redis-cli curl jq python3 awk getconf ss pkill; do
+for tool in go psql createdb dropdb redis-cli curl jq awk getconf ss pkill; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool is required but not on PATH"
 done
 psql_q -d postgres -c 'SELECT 1' >/dev/null 2>&1 ||
@@ -1170,6 +765,11 @@ dirty=""
 invocation="scripts/bench.sh"
 [[ "$QUICK" == 1 ]] && invocation="QUICK=1 $invocation"
 [[ "$BENCHES" != 1,2,3,4,5,6 ]] && invocation="BENCHES=$BENCHES $invocation"
+settings=()
+for v in QUICK REPEATS CONNS DURATION STEADY_ITEMS FLASH_USERS FLASH_ITEMS FLASH_MAX SCALE_INSTANCES SCALE_DURATION \
+	SCALE_FLASH OPEN_RATES OPEN_DURATION OPEN_MAX_INFLIGHT TELEMETRY_MODES METRIC_EXPORT_MS BENCHES; do
+	settings+=(--arg "$v" "${!v}")
+done
 jq -n --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
 	--arg commit "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)$dirty" \
 	--arg root "$ROOT" --arg out ".dev/bench/$STAMP" --arg invocation "$invocation" \
@@ -1182,10 +782,7 @@ jq -n --arg date "$(date -u '+%Y-%m-%d %H:%M UTC')" \
 	--arg pgsync "$(psql_q -d postgres -c 'SHOW synchronous_commit')" \
 	--arg redis "$(redis-cli -p "$REDIS_PORT" info server | tr -d '\r' | sed -n 's/^redis_version://p')" \
 	--arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
-	--argjson service_env "$(printf '%s\n' "${SERVICE_ENV[@]}" | jq -R 'select(length > 0)' | jq -s .)" \
-	--argjson settings "$(for v in QUICK REPEATS CONNS DURATION STEADY_ITEMS FLASH_USERS FLASH_ITEMS FLASH_MAX \
-		SCALE_INSTANCES SCALE_DURATION SCALE_FLASH OPEN_RATES OPEN_DURATION OPEN_MAX_INFLIGHT TELEMETRY_MODES \
-		METRIC_EXPORT_MS BENCHES; do jq -n --arg k "$v" --arg v "${!v}" '{($k): $v}'; done | jq -s add)" \
+	--argjson service_env "$(json_list "${SERVICE_ENV[@]}")" --argjson settings "$(jq -n '$ARGS.named' "${settings[@]}")" \
 	'{date: $date, commit: $commit, root: $root, out: $out, invocation: $invocation, clk_tck: $clk,
 	  machine: {nproc: $nproc, cpu_model: $cpu_model, mem: $mem, os: $os, kernel: $kernel, go: $go,
 	            postgres: ($pg + " (synchronous_commit " + $pgsync + ")"), redis: $redis, load_before: $load},
@@ -1202,5 +799,5 @@ jq --arg e "$((elapsed / 60)) min $((elapsed % 60)) s" --arg l "$(cut -d' ' -f1-
 	'.elapsed = $e | .load_after = $l' "$OUT/meta.json" >"$OUT/meta.json.new"
 mv "$OUT/meta.json.new" "$OUT/meta.json"
 rmdir "$OUT/tmp" 2>/dev/null || true
-summarize "$OUT" | tee "$OUT/summary.md"
+"$LOADGEN" summarize "$OUT" | tee "$OUT/summary.md"
 log "done in $((elapsed / 60)) min $((elapsed % 60)) s; summary also in ${OUT#"$ROOT"/}/summary.md"

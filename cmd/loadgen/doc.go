@@ -7,6 +7,7 @@
 //
 //	loadgen [flags]                  run a load profile against -target
 //	loadgen serve-trivial [flags]    serve a trivial target (-addr, -items)
+//	loadgen summarize DIR            the Markdown summary of a scripts/bench.sh run
 //
 // Profiles (-profile):
 //

@@ -39,12 +39,16 @@ func main() {
 }
 
 // run is the whole command: "serve-trivial [flags]" serves the trivial
-// target, anything else is a load run. getenv supplies the defaults of
+// target, "summarize DIR" prints the summary of a scripts/bench.sh run,
+// anything else is a load run. getenv supplies the defaults of
 // -admin-token and -database-url. The report goes to stdout, progress and
 // usage to stderr.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "serve-trivial" {
 		return serveTrivial(ctx, args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "summarize" {
+		return summarize(args[1:], stdout)
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
