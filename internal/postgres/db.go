@@ -4,10 +4,12 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/XSAM/otelsql"
@@ -15,9 +17,13 @@ import (
 	"github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/flashsale/flashsale/internal/batch"
+	"github.com/flashsale/flashsale/internal/flashsale"
 )
 
 //go:embed migrations/*.sql
@@ -29,6 +35,27 @@ type Options struct {
 	MaxIdleConns   int
 	MeterProvider  metric.MeterProvider
 	TracerProvider trace.TracerProvider
+}
+
+// withDefaults fills the providers left nil with the global ones.
+func (o Options) withDefaults() Options {
+	o.MeterProvider = cmp.Or(o.MeterProvider, otel.GetMeterProvider())
+	o.TracerProvider = cmp.Or(o.TracerProvider, otel.GetTracerProvider())
+	return o
+}
+
+// discard is the logger of options without one.
+var discard = slog.New(slog.DiscardHandler)
+
+// groupOptions are the options of the group commit of name (checkouts,
+// purchases): its batches run in spans of this package's tracer, and are
+// committed one by one after a failure that is not an outage.
+func groupOptions(name string, maxBatch, writers int, timeout time.Duration, tp trace.TracerProvider, log *slog.Logger) batch.GroupOptions {
+	return batch.GroupOptions{
+		Name: name, MaxBatch: maxBatch, Writers: writers, Timeout: timeout,
+		Tracer: tp.Tracer(instrumentationName), Logger: log,
+		Outage: func(err error) bool { return flashsale.ErrorCode(err) == flashsale.EUnavailable },
+	}
 }
 
 // DB is a pool of instrumented connections to PostgreSQL.
@@ -43,6 +70,7 @@ type DB struct {
 // otelsql, so every statement is a span (without bound values) and the pool's
 // statistics are metrics. It does not wait for the server: see Ping.
 func Open(dsn string, opts Options) (*DB, error) {
+	opts = opts.withDefaults()
 	otelOpts := []otelsql.Option{
 		otelsql.WithAttributes(semconv.DBSystemNamePostgreSQL),
 		otelsql.WithTracerProvider(opts.TracerProvider),
