@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"github.com/flashsale/flashsale/internal/flashsale"
 	"github.com/flashsale/flashsale/internal/reading"
 	"github.com/flashsale/flashsale/internal/telemetry"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -40,8 +42,8 @@ func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 	s := &SaleStore{db: db}
 	s.gauged = reading.New(func(ctx context.Context, _ string) (*flashsale.Sale, error) {
 		return s.ActiveSale(ctx)
-	}, reading.Options{MaxAge: time.Second, Timeout: time.Second})
-	m := mp.Meter(instrumentationName)
+	}, reading.Options{}) // readings of at most a second
+	m := cmp.Or(mp, otel.GetMeterProvider()).Meter(instrumentationName)
 	total, err := m.Int64ObservableGauge("sale_items_offered",
 		metric.WithDescription("Total number of items in the active sale"))
 	if err != nil {

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -85,7 +87,7 @@ type lockMetrics struct {
 }
 
 func newLockMetrics(mp metric.MeterProvider) (*lockMetrics, error) {
-	m := mp.Meter(meterName)
+	m := cmp.Or(mp, otel.GetMeterProvider()).Meter(meterName)
 	var lm lockMetrics
 	var err error
 	if lm.attempts, err = m.Int64Counter("redis_lock_attempts_total",

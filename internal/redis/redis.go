@@ -5,6 +5,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -34,6 +36,14 @@ type Options struct {
 	dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// withDefaults fills the providers left nil with the global ones. (A nil
+// Logger leaves the client library's logger alone: it is the process's.)
+func (o Options) withDefaults() Options {
+	o.MeterProvider = cmp.Or(o.MeterProvider, otel.GetMeterProvider())
+	o.TracerProvider = cmp.Or(o.TracerProvider, otel.GetTracerProvider())
+	return o
+}
+
 // Client is an instrumented go-redis UniversalClient.
 type Client struct {
 	rdb     redis.UniversalClient
@@ -46,6 +56,7 @@ type Client struct {
 // redisotel without their arguments or caller, and timed into
 // redis_command_duration_seconds.
 func Open(rawURL string, opts Options) (*Client, error) {
+	opts = opts.withDefaults()
 	if opts.Logger != nil {
 		redis.SetLogger(libraryLog{opts.Logger})
 	}
