@@ -26,7 +26,7 @@ type SettlementLocker interface {
 }
 
 // SettlerOptions configure a Settler. Zero values take the defaults (see
-// withDefaults).
+// WithDefaults).
 type SettlerOptions struct {
 	// Interval is how often the running sale is proven.
 	Interval time.Duration
@@ -45,10 +45,10 @@ type SettlerOptions struct {
 	Logger        *slog.Logger
 }
 
-// withDefaults fills the options left zero: a proof a minute, the final
+// WithDefaults fills the options left zero: a proof a minute, the final
 // proof 30s after the end, findings held an hour (at least 3 intervals),
 // the global meter provider, no log.
-func (o SettlerOptions) withDefaults() SettlerOptions {
+func (o SettlerOptions) WithDefaults() SettlerOptions {
 	o.Interval = cmp.Or(o.Interval, time.Minute)
 	o.FinalDelay = cmp.Or(o.FinalDelay, 30*time.Second)
 	o.Hold = max(cmp.Or(o.Hold, time.Hour), 3*o.Interval)
@@ -96,7 +96,7 @@ type proof struct {
 // sale_settlement_violations{check}, sale_settlement_last_proof_timestamp_seconds
 // and sale_settlement_duration_seconds.
 func NewSettler(db *sql.DB, opts SettlerOptions) (*Settler, error) {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	s := &Settler{db: db, opts: opts, log: opts.Logger, results: map[int64]proof{}, attrs: map[string]metric.ObserveOption{}}
 	for _, name := range CheckNames() {
 		s.attrs[name] = metric.WithAttributeSet(attribute.NewSet(attribute.String("check", name)))

@@ -39,10 +39,10 @@ type CartStoreOptions struct {
 	Logger         *slog.Logger
 }
 
-// withDefaults fills the options left zero: batches of 500 checkouts, 2
+// WithDefaults fills the options left zero: batches of 500 checkouts, 2
 // writers, 5 seconds per batch, refusals written every second for at most
 // 10,000 users, the global tracer provider, no log.
-func (o CartStoreOptions) withDefaults() CartStoreOptions {
+func (o CartStoreOptions) WithDefaults() CartStoreOptions {
 	o.MaxBatch = cmp.Or(o.MaxBatch, 500)
 	o.Writers = cmp.Or(o.Writers, 2)
 	o.Timeout = cmp.Or(o.Timeout, 5*time.Second)
@@ -94,7 +94,7 @@ type checkoutAnswer struct {
 
 // NewCartStore starts the store's writers. Close stops them.
 func NewCartStore(db *DB, opts CartStoreOptions) *CartStore {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	s := &CartStore{
 		db: db, opts: opts, refusals: newRefusalTally(opts.RefusalUsers), stopFlush: make(chan struct{}), flushResult: make(chan error, 1),
 	}

@@ -37,8 +37,8 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 }
 
-// withDefaults fills the providers left nil with the global ones.
-func (o Options) withDefaults() Options {
+// WithDefaults fills the providers left nil with the global ones.
+func (o Options) WithDefaults() Options {
 	o.MeterProvider = cmp.Or(o.MeterProvider, otel.GetMeterProvider())
 	o.TracerProvider = cmp.Or(o.TracerProvider, otel.GetTracerProvider())
 	return o
@@ -70,7 +70,7 @@ type DB struct {
 // otelsql, so every statement is a span (without bound values) and the pool's
 // statistics are metrics. It does not wait for the server: see Ping.
 func Open(dsn string, opts Options) (*DB, error) {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	otelOpts := []otelsql.Option{
 		otelsql.WithAttributes(semconv.DBSystemNamePostgreSQL),
 		otelsql.WithTracerProvider(opts.TracerProvider),

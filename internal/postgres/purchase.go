@@ -30,9 +30,9 @@ type PurchaseStoreOptions struct {
 	Logger         *slog.Logger
 }
 
-// withDefaults fills the options left zero: batches of 64 purchases, 2
+// WithDefaults fills the options left zero: batches of 64 purchases, 2
 // writers, 5 seconds per batch, the global tracer provider, no log.
-func (o PurchaseStoreOptions) withDefaults() PurchaseStoreOptions {
+func (o PurchaseStoreOptions) WithDefaults() PurchaseStoreOptions {
 	o.MaxBatch = cmp.Or(o.MaxBatch, 64)
 	o.Writers = cmp.Or(o.Writers, 2)
 	o.Timeout = cmp.Or(o.Timeout, 5*time.Second)
@@ -72,7 +72,7 @@ type purchaseAnswer struct {
 // NewPurchaseStore returns a PurchaseStore over db and starts its writers.
 // Close stops them.
 func NewPurchaseStore(db *DB, opts PurchaseStoreOptions) *PurchaseStore {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	s := &PurchaseStore{db: db}
 	s.batches = batch.NewGroup(groupOptions("purchases", opts.MaxBatch, opts.Writers, opts.Timeout, opts.TracerProvider, opts.Logger),
 		s.sell, func(err error) purchaseAnswer { return purchaseAnswer{err: err} })

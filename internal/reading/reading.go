@@ -29,9 +29,9 @@ type Options struct {
 	MaxKeys int
 }
 
-// withDefaults fills the options left zero: readings of at most a second,
+// WithDefaults fills the options left zero: readings of at most a second,
 // reads of at most a second, 1024 keys.
-func (o Options) withDefaults() Options {
+func (o Options) WithDefaults() Options {
 	o.MaxAge = cmp.Or(o.MaxAge, time.Second)
 	o.Timeout = cmp.Or(o.Timeout, time.Second)
 	o.MaxKeys = cmp.Or(o.MaxKeys, 1024)
@@ -59,7 +59,7 @@ type entry[V any] struct {
 
 // New returns a Cache whose readings read takes.
 func New[V any](read func(ctx context.Context, key string) (V, error), opts Options) *Cache[V] {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	return &Cache[V]{read: read, maxAge: opts.MaxAge, timeout: opts.Timeout, maxKeys: opts.MaxKeys, entries: make(map[string]entry[V])}
 }
 

@@ -72,11 +72,11 @@ type CacheOptions struct {
 	MeterProvider                metric.MeterProvider
 }
 
-// withDefaults fills the options left zero: keys under "flashsale", purchase
+// WithDefaults fills the options left zero: keys under "flashsale", purchase
 // locks of 10 seconds, 20 unknown codes a minute per client, keys kept an
 // hour after the sale, rotation locks of 30 seconds, pipelines of 128 calls
 // with 4 in flight and 3 seconds each, the global meter provider.
-func (o CacheOptions) withDefaults() CacheOptions {
+func (o CacheOptions) WithDefaults() CacheOptions {
 	o.Prefix = cmp.Or(o.Prefix, "flashsale")
 	o.PurchaseLockTTL = cmp.Or(o.PurchaseLockTTL, 10*time.Second)
 	o.CodeMisses = cmp.Or(o.CodeMisses, 20)
@@ -103,7 +103,7 @@ type Cache struct {
 
 // NewCache returns the fast path over c.
 func NewCache(c *Client, opts CacheOptions) (*Cache, error) {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	lm, err := newLockMetrics(opts.MeterProvider)
 	if err != nil {
 		return nil, err

@@ -33,9 +33,9 @@ type RateLimiterOptions struct {
 	PipelineMax, PipelineWriters int
 }
 
-// withDefaults fills the options left zero: decisions of at most 100ms,
+// WithDefaults fills the options left zero: decisions of at most 100ms,
 // pipelines of 128 decisions with 2 in flight.
-func (o RateLimiterOptions) withDefaults() RateLimiterOptions {
+func (o RateLimiterOptions) WithDefaults() RateLimiterOptions {
 	o.Timeout = cmp.Or(o.Timeout, 100*time.Millisecond)
 	o.PipelineMax = cmp.Or(o.PipelineMax, 128)
 	o.PipelineWriters = cmp.Or(o.PipelineWriters, 2)
@@ -67,7 +67,7 @@ type RateLimiter struct {
 
 // NewRateLimiter returns a limiter on c's connection pool.
 func NewRateLimiter(c *Client, opts RateLimiterOptions) *RateLimiter {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	scripts := &limiterScripts{UniversalClient: c.rdb, pipe: newPipeliner(c.rdb, opts.PipelineMax, opts.PipelineWriters, time.Second)}
 	return &RateLimiter{
 		lim:     redis_rate.NewLimiter(scripts),

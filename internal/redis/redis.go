@@ -36,9 +36,9 @@ type Options struct {
 	dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
-// withDefaults fills the providers left nil with the global ones. (A nil
+// WithDefaults fills the providers left nil with the global ones. (A nil
 // Logger leaves the client library's logger alone: it is the process's.)
-func (o Options) withDefaults() Options {
+func (o Options) WithDefaults() Options {
 	o.MeterProvider = cmp.Or(o.MeterProvider, otel.GetMeterProvider())
 	o.TracerProvider = cmp.Or(o.TracerProvider, otel.GetTracerProvider())
 	return o
@@ -56,7 +56,7 @@ type Client struct {
 // redisotel without their arguments or caller, and timed into
 // redis_command_duration_seconds.
 func Open(rawURL string, opts Options) (*Client, error) {
-	opts = opts.withDefaults()
+	opts = opts.WithDefaults()
 	if opts.Logger != nil {
 		redis.SetLogger(libraryLog{opts.Logger})
 	}
