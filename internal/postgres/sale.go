@@ -87,7 +87,8 @@ func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 func (s *SaleStore) Close() error { return s.reg.Unregister() }
 
 // Item names and image URLs are generated set-based in the statement that
-// creates the items, from the item's sequence number.
+// creates the items, from the item's sequence number g; the item's id is
+// $6 + g, $6 being flashsale.ItemID(sale, 0).
 var qCreateSale = newQuery("insert", "sales", `
 WITH sale AS (
     INSERT INTO sales (id, started_at, ended_at, total_items, user_item_limit)
@@ -96,7 +97,7 @@ WITH sale AS (
     RETURNING id
 )
 INSERT INTO items (id, sale_id, name, image_url)
-SELECT sale.id * 1000000 + g, sale.id,
+SELECT $6::bigint + g, sale.id,
        (ARRAY['Crimson','Azure','Golden','Silver','Midnight','Emerald','Ivory','Coral',
               'Amber','Onyx','Scarlet','Cobalt','Jade','Pearl','Copper','Violet'])[1 + g % 16]
        || ' ' ||
@@ -114,7 +115,7 @@ func (s *SaleStore) CreateSale(ctx context.Context, n flashsale.NewSale) (*flash
 		return nil, false, err
 	}
 	id := flashsale.SaleID(n.Start)
-	res, err := s.db.exec(ctx, s.db.sql, qCreateSale, id, n.Start, n.Start.Add(n.Duration), n.TotalItems, n.UserItemLimit)
+	res, err := s.db.exec(ctx, s.db.sql, qCreateSale, id, n.Start, n.Start.Add(n.Duration), n.TotalItems, n.UserItemLimit, flashsale.ItemID(id, 0))
 	if err != nil {
 		return nil, false, fmt.Errorf("create sale %d: %w", id, translate(err))
 	}
@@ -165,13 +166,14 @@ func (s *SaleStore) ActiveSale(ctx context.Context) (*flashsale.Sale, error) {
 	return sale, nil
 }
 
-// The id range of a sale's items lets the primary key serve the listing.
+// The id range of a sale's items, from flashsale.ItemID(sale, 0) to
+// ItemID(sale+1, 0), lets the primary key serve the listing.
 var qItems = newQuery("select", "items", `SELECT id, name, image_url, sold FROM items
-WHERE id > $1::bigint * 1000000 AND id < ($1::bigint + 1) * 1000000 ORDER BY id OFFSET $2 LIMIT $3`)
+WHERE id > $1 AND id < $2 ORDER BY id OFFSET $3 LIMIT $4`)
 
 // Items returns a page of a sale's items ordered by id.
 func (s *SaleStore) Items(ctx context.Context, saleID int64, offset, limit int) ([]flashsale.Item, error) {
-	rows, err := s.db.query(ctx, s.db.sql, qItems, saleID, offset, limit)
+	rows, err := s.db.query(ctx, s.db.sql, qItems, flashsale.ItemID(saleID, 0), flashsale.ItemID(saleID+1, 0), offset, limit)
 	if err != nil {
 		return nil, fmt.Errorf("items of sale %d: %w", saleID, translate(err))
 	}
