@@ -8,11 +8,11 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/flashsale/flashsale/internal/flashsale"
-	"github.com/flashsale/flashsale/internal/reading"
-	"github.com/flashsale/flashsale/internal/telemetry"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
+	"github.com/flashsale/flashsale/internal/reading"
 )
 
 var _ flashsale.SaleStore = (*SaleStore)(nil)
@@ -43,42 +43,12 @@ func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 	s.gauged = reading.New(func(ctx context.Context, _ string) (*flashsale.Sale, error) {
 		return s.ActiveSale(ctx)
 	}, reading.Options{}) // readings of at most a second
-	m := cmp.Or(mp, otel.GetMeterProvider()).Meter(instrumentationName)
-	total, err := m.Int64ObservableGauge("sale_items_offered",
-		metric.WithDescription("Total number of items in the active sale"))
+	var err error
+	s.reg, err = registerSaleGauges(cmp.Or(mp, otel.GetMeterProvider()), func(ctx context.Context) (*flashsale.Sale, error) {
+		return s.gauged.Get(ctx, "")
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sale_items_offered: %w", err)
-	}
-	sold, err := m.Int64ObservableGauge("sale_items_sold_current",
-		metric.WithDescription("Number of items sold in the active sale, read from the database"))
-	if err != nil {
-		return nil, fmt.Errorf("sale_items_sold_current: %w", err)
-	}
-	active, err := m.Int64ObservableGauge("sale_active",
-		metric.WithDescription("Whether a sale is running (1) or not (0), read from the database"))
-	if err != nil {
-		return nil, fmt.Errorf("sale_active: %w", err)
-	}
-	s.reg, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		ctx, cancel := context.WithTimeout(telemetry.Untraced(ctx), time.Second)
-		defer cancel()
-		sale, err := s.gauged.Get(ctx, "")
-		switch {
-		case flashsale.ErrorCode(err) == flashsale.ENotFound:
-			o.ObserveInt64(total, 0)
-			o.ObserveInt64(sold, 0)
-			o.ObserveInt64(active, 0)
-			return nil
-		case err != nil:
-			return err // no observation: a scrape must not show a made-up value
-		}
-		o.ObserveInt64(total, int64(sale.TotalItems))
-		o.ObserveInt64(sold, int64(sale.ItemsSold))
-		o.ObserveInt64(active, 1)
-		return nil
-	}, total, sold, active)
-	if err != nil {
-		return nil, fmt.Errorf("sale gauges: %w", err)
+		return nil, err
 	}
 	return s, nil
 }

@@ -8,11 +8,39 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
+
+// The adapter's instruments come in two sets, both required: the
+// semantic-convention ones of redisotel (with the spans of every
+// command) and the seed's catalog (redis_command_duration_seconds,
+// redis_lock_*).
+
+// instrument has redisotel trace every command, without its arguments or
+// caller, and time it in the semantic-convention instruments, and adds the
+// hook that times it in redis_command_duration_seconds.
+func instrument(rdb redis.UniversalClient, opts Options) (*clientMetrics, error) {
+	if err := redisotel.InstrumentTracing(rdb,
+		redisotel.WithTracerProvider(opts.TracerProvider),
+		redisotel.WithDBStatement(false),
+		redisotel.WithCallerEnabled(false),
+	); err != nil {
+		return nil, fmt.Errorf("redis tracing: %w", err)
+	}
+	if err := redisotel.InstrumentMetrics(rdb, redisotel.WithMeterProvider(opts.MeterProvider)); err != nil {
+		return nil, fmt.Errorf("redis metrics: %w", err)
+	}
+	m, err := newClientMetrics(opts.MeterProvider)
+	if err != nil {
+		return nil, err
+	}
+	rdb.AddHook(m)
+	return m, nil
+}
 
 // The seed's boundaries of redis_command_duration_seconds and of
 // redis_lock_duration_seconds.

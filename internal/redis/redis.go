@@ -16,7 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
@@ -52,9 +51,8 @@ type Client struct {
 
 // Open returns a client for a redis:// or rediss:// URL. A URL with `addr`
 // query parameters names a cluster (`redis://h1:6379?addr=h2:6379`); one with
-// `master_name` names a Sentinel-managed master. Commands are traced by
-// redisotel without their arguments or caller, and timed into
-// redis_command_duration_seconds.
+// `master_name` names a Sentinel-managed master. Commands are traced and
+// timed (see instrument).
 func Open(rawURL string, opts Options) (*Client, error) {
 	opts = opts.WithDefaults()
 	if opts.Logger != nil {
@@ -64,24 +62,11 @@ func Open(rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := redisotel.InstrumentTracing(rdb,
-		redisotel.WithTracerProvider(opts.TracerProvider),
-		redisotel.WithDBStatement(false),
-		redisotel.WithCallerEnabled(false),
-	); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis tracing: %w", err)
-	}
-	if err := redisotel.InstrumentMetrics(rdb, redisotel.WithMeterProvider(opts.MeterProvider)); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis metrics: %w", err)
-	}
-	m, err := newClientMetrics(opts.MeterProvider)
+	m, err := instrument(rdb, opts)
 	if err != nil {
 		rdb.Close()
 		return nil, err
 	}
-	rdb.AddHook(m)
 	return &Client{rdb: rdb, metrics: m}, nil
 }
 
