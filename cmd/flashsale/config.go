@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/internal/httpapi"
+	"github.com/flashsale/flashsale/internal/invariants"
+	"github.com/flashsale/flashsale/internal/postgres"
+	"github.com/flashsale/flashsale/internal/redis"
 )
 
 // Config is the service's configuration, read from the environment. The
@@ -81,6 +84,9 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		}
 		return v
 	}
+	// The adapters' own defaults are the deployment's.
+	carts, purchases := postgres.CartStoreOptions{}.WithDefaults(), postgres.PurchaseStoreOptions{}.WithDefaults()
+	cache, settler := redis.CacheOptions{}.WithDefaults(), invariants.SettlerOptions{}.WithDefaults()
 	c := Config{
 		HTTPAddr:        env("HTTP_ADDR", ":8080"),
 		MetricsAddr:     getenv("METRICS_ADDR"),
@@ -88,7 +94,7 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		AdminAddr:       getenv("ADMIN_ADDR"),
 		DatabaseURL:     env("DATABASE_URL", "postgres://flashsale@127.0.0.1:25432/flashsale?sslmode=disable"),
 		RedisURL:        env("REDIS_URL", "redis://127.0.0.1:25379/0"),
-		RedisKeyPrefix:  env("REDIS_KEY_PREFIX", "flashsale"),
+		RedisKeyPrefix:  env("REDIS_KEY_PREFIX", cache.Prefix),
 		SaleItems:       intVar("SALE_ITEMS", 10000, 1, 999_999),
 		SaleDuration:    durVar("SALE_DURATION", time.Hour, time.Second),
 		UserItemLimit:   intVar("USER_ITEM_LIMIT", 10, 1, 1000),
@@ -96,17 +102,17 @@ func loadConfig(getenv func(string) string) (Config, error) {
 		DBMaxOpenConns:  intVar("DB_MAX_OPEN_CONNS", 32, 2, 1000),
 		DBMaxIdleConns:  intVar("DB_MAX_IDLE_CONNS", 32, 0, 1000),
 		RedisPoolSize:   intVar("REDIS_POOL_SIZE", 64, 1, 10000),
-		AttemptBatch:    intVar("ATTEMPT_BATCH_MAX", 500, 1, 10000),
-		AttemptWriters:  intVar("ATTEMPT_WRITERS", 2, 1, 64),
+		AttemptBatch:    intVar("ATTEMPT_BATCH_MAX", carts.MaxBatch, 1, 10000),
+		AttemptWriters:  intVar("ATTEMPT_WRITERS", carts.Writers, 1, 64),
 		MaxInFlight:     intVar("MAX_INFLIGHT", 256, 0, 100000),
 		QueueWait:       durVar("QUEUE_WAIT", 5*time.Second, time.Millisecond),
-		PurchaseBatch:   intVar("PURCHASE_BATCH_MAX", 64, 1, 1000),
-		PurchaseWriters: intVar("PURCHASE_WRITERS", 2, 1, 64),
+		PurchaseBatch:   intVar("PURCHASE_BATCH_MAX", purchases.MaxBatch, 1, 1000),
+		PurchaseWriters: intVar("PURCHASE_WRITERS", purchases.Writers, 1, 64),
 		RequestTimeout:  durVar("REQUEST_TIMEOUT", 10*time.Second, 100*time.Millisecond),
 		ShutdownTimeout: durVar("SHUTDOWN_TIMEOUT", 20*time.Second, time.Second),
 		ShutdownDelay:   durVar("SHUTDOWN_DELAY", 5*time.Second, 0),
 
-		SettlementInterval: durVar("SETTLEMENT_INTERVAL", time.Minute, 100*time.Millisecond),
+		SettlementInterval: durVar("SETTLEMENT_INTERVAL", settler.Interval, 100*time.Millisecond),
 
 		ReadHeaderTimeout: durVar("READ_HEADER_TIMEOUT", 5*time.Second, 100*time.Millisecond),
 	}

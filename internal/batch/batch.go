@@ -1,5 +1,5 @@
 // Package batch gathers concurrent requests into batches: group commit for
-// PostgreSQL, pipelining for Redis.
+// PostgreSQL (Group), pipelining for Redis (Batcher).
 package batch
 
 import (
@@ -9,9 +9,10 @@ import (
 	"sync/atomic"
 
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/flashsale/flashsale/internal/flashsale"
 )
+
+// ErrClosed is the error of a request submitted to a closed Batcher.
+var ErrClosed = errors.New("shutting down")
 
 // Batcher gathers concurrent requests: they queue up, and each of a few
 // writers takes the first waiting request and the others already waiting (up
@@ -21,7 +22,6 @@ import (
 // request it carries, and a lone request waits for nobody. Nothing is
 // buffered beyond the waiting requests: each waits for its own batch's answer.
 type Batcher[R Request] struct {
-	name   string
 	queue  chan R
 	max    int
 	handle func(batch []R)
@@ -32,9 +32,8 @@ type Batcher[R Request] struct {
 }
 
 // New starts writers that hand batches of at most max requests to handle.
-// name says what is unavailable when a request cannot be queued.
-func New[R Request](name string, max, writers int, handle func(batch []R)) *Batcher[R] {
-	b := &Batcher[R]{name: name, queue: make(chan R, max), max: max, handle: handle}
+func New[R Request](max, writers int, handle func(batch []R)) *Batcher[R] {
+	b := &Batcher[R]{queue: make(chan R, max), max: max, handle: handle}
 	b.wg.Add(writers)
 	for range writers {
 		go b.write()
@@ -42,21 +41,23 @@ func New[R Request](name string, max, writers int, handle func(batch []R)) *Batc
 	return b
 }
 
-// Submit queues req for the next batch. It fails with EUnavailable when the
-// batcher is closed or ctx ends before req could be queued. Once queued, req
+// Submit queues req for the next batch, with the span of ctx as the
+// request's (see Link). It fails with ErrClosed when the batcher is closed,
+// or ctx's error when ctx ends before req could be queued. Once queued, req
 // is handled unless its caller withdraws it with Await before a writer takes
 // it.
 func (b *Batcher[R]) Submit(ctx context.Context, req R) error {
+	req.queued().link = trace.LinkFromContext(ctx)
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
-		return flashsale.Unavailable(b.name, errors.New("shutting down"))
+		return ErrClosed
 	}
 	select {
 	case b.queue <- req:
 		return nil
 	case <-ctx.Done():
-		return flashsale.Unavailable(b.name, ctx.Err())
+		return ctx.Err()
 	}
 }
 
@@ -109,9 +110,13 @@ type Request interface {
 // withdrawing it (see Await).
 type Queued struct {
 	state atomic.Uint32 // 0 queued, 1 taken by a writer, 2 withdrawn
+	link  trace.Link    // the span of the request's caller
 }
 
 func (q *Queued) queued() *Queued { return q }
+
+// Link is the span of the request's caller, when it submitted the request.
+func (q *Queued) Link() trace.Link { return q.link }
 
 func (q *Queued) take() bool { return q.state.CompareAndSwap(0, 1) }
 
@@ -136,13 +141,4 @@ func Await[R Request, A any](ctx context.Context, req R, done <-chan A) (answer 
 		}
 		return <-done, true
 	}
-}
-
-// Start starts the span of a batch: a child of the first
-// request's span (the request that opened the batch, so its trace shows the
-// batch's statements), linked to every request it carries.
-func Start(tracer trace.Tracer, name string, parent trace.SpanContext, links []trace.Link, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	ctx := trace.ContextWithSpanContext(context.Background(), parent)
-	opts = append(opts, trace.WithSpanKind(trace.SpanKindInternal), trace.WithLinks(links...))
-	return tracer.Start(ctx, name, opts...)
 }

@@ -2,12 +2,11 @@ package batch
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/flashsale/flashsale/internal/flashsale"
 )
 
 type req struct {
@@ -23,7 +22,7 @@ func TestBatchesGather(t *testing.T) {
 	const max, n = 8, 200
 	release := make(chan struct{})
 	var batches, handled atomic.Int64
-	b := New("test", max, 1, func(batch []*req) {
+	b := New(max, 1, func(batch []*req) {
 		if batches.Add(1) == 1 {
 			<-release // hold the writer so the others queue up
 		}
@@ -60,10 +59,10 @@ func TestBatchesGather(t *testing.T) {
 }
 
 // TestSubmitAfterClose checks that a closed batcher refuses requests as
-// unavailable, and that Close handles what was queued.
+// with ErrClosed, and that Close handles what was queued.
 func TestSubmitAfterClose(t *testing.T) {
 	var handled atomic.Int64
-	b := New("test", 4, 2, func(batch []*req) { handled.Add(int64(len(batch))) })
+	b := New(4, 2, func(batch []*req) { handled.Add(int64(len(batch))) })
 	for range 3 {
 		if err := b.Submit(context.Background(), &req{}); err != nil {
 			t.Fatal(err)
@@ -74,8 +73,8 @@ func TestSubmitAfterClose(t *testing.T) {
 	if handled.Load() != 3 {
 		t.Errorf("Close left %d of 3 queued requests unhandled", 3-handled.Load())
 	}
-	if err := b.Submit(context.Background(), &req{}); flashsale.ErrorCode(err) != flashsale.EUnavailable {
-		t.Errorf("Submit after Close = %v, want unavailable", err)
+	if err := b.Submit(context.Background(), &req{}); !errors.Is(err, ErrClosed) {
+		t.Errorf("Submit after Close = %v, want ErrClosed", err)
 	}
 }
 
@@ -83,15 +82,15 @@ func TestSubmitAfterClose(t *testing.T) {
 // request past its context.
 func TestSubmitGivesUpWithContext(t *testing.T) {
 	block := make(chan struct{})
-	b := New("test", 1, 1, func([]*req) { <-block })
+	b := New(1, 1, func([]*req) { <-block })
 	defer func() { close(block); b.Close() }()
 	_ = b.Submit(context.Background(), &req{}) // taken by the writer, which blocks
 	_ = b.Submit(context.Background(), &req{}) // fills the queue
 	time.Sleep(10 * time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
 	defer cancel()
-	if err := b.Submit(ctx, &req{}); flashsale.ErrorCode(err) != flashsale.EUnavailable {
-		t.Errorf("Submit on a full queue = %v, want unavailable once ctx ends", err)
+	if err := b.Submit(ctx, &req{}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Submit on a full queue = %v, want ctx's error once it ends", err)
 	}
 }
 
@@ -102,7 +101,7 @@ func TestAwaitWithdraws(t *testing.T) {
 	block := make(chan struct{})
 	var handled []int
 	var mu sync.Mutex
-	b := New("test", 4, 1, func(batch []*req) {
+	b := New(4, 1, func(batch []*req) {
 		<-block
 		mu.Lock()
 		defer mu.Unlock()

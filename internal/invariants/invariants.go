@@ -11,6 +11,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+
+	"github.com/flashsale/flashsale/internal/flashsale"
 )
 
 // ErrSaleNotFound is returned by Check when the sale does not exist.
@@ -150,15 +152,15 @@ func Check(ctx context.Context, db *sql.DB, saleID int64) (r Report, err error) 
 		// purchase rows looked up by its code (lateral, so the lookups stay
 		// index probes instead of scans of every sale's rows). Open carts
 		// have items_purchased = 0 (a CHECK), so a purchase row of an open
-		// cart is drift. An item of the sale is sale_id * 1,000,000 +
-		// 1 … total_items. The last column counts the purchase rows of the
+		// cart is drift. The items of the sale are its item ids 1 …
+		// total_items past $2 (flashsale.ItemID(sale, 0)). The last column counts the purchase rows of the
 		// sale found in its carts: the others are outside every cart of it.
 		{"carts", `SELECT count(*), count(*) FILTER (WHERE c.state = 'purchased'),
 				coalesce(sum(cardinality(c.item_ids)), 0),
 				count(*) FILTER (WHERE c.items_purchased <> p.n
 					OR (c.state = 'purchased' AND c.items_purchased + c.items_failed <> cardinality(c.item_ids))),
 				count(*) FILTER (WHERE EXISTS (SELECT 1 FROM unnest(c.item_ids) AS i(id)
-					WHERE i.id / 1000000 <> c.sale_id OR i.id % 1000000 NOT BETWEEN 1 AND s.total_items)),
+					WHERE i.id - $2 NOT BETWEEN 1 AND s.total_items)),
 				coalesce(sum(a.n), 0), coalesce(sum(a.lost), 0), coalesce(sum(a.foreign), 0),
 				coalesce(sum(p.outside), 0), coalesce(sum(p.of_sale), 0)
 			FROM carts c JOIN sales s ON s.id = c.sale_id
@@ -174,7 +176,11 @@ func Check(ctx context.Context, db *sql.DB, saleID int64) (r Report, err error) 
 			[]any{&r.Carts, &r.PurchasedCarts, &r.CartItems, &r.CartResultDrift, &r.ForeignCartItems,
 				&r.AcceptedCheckouts, &r.LostCartItems, &r.ForeignCheckouts, &r.PurchasesOutsideCart, &purchasesInCarts}},
 	} {
-		if err := tx.QueryRowContext(ctx, q.sql, saleID).Scan(q.dst...); err != nil {
+		args := []any{saleID}
+		if q.name == "carts" {
+			args = append(args, flashsale.ItemID(saleID, 0))
+		}
+		if err := tx.QueryRowContext(ctx, q.sql, args...).Scan(q.dst...); err != nil {
 			return r, fmt.Errorf("invariants: sale %d: %s: %w", saleID, q.name, err)
 		}
 	}

@@ -1,6 +1,7 @@
 package invariants
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
@@ -23,15 +25,16 @@ type SettlementLocker interface {
 	LockSettlement(ctx context.Context, saleID int64, final bool, ttl time.Duration) (unlock func(context.Context), ok bool, err error)
 }
 
-// SettlerOptions configure a Settler. Zero values take the defaults.
+// SettlerOptions configure a Settler. Zero values take the defaults (see
+// WithDefaults).
 type SettlerOptions struct {
-	// Interval is how often the running sale is proven (default 1m).
+	// Interval is how often the running sale is proven.
 	Interval time.Duration
 	// FinalDelay is how long after a sale's end its final proof waits, so
-	// purchases in flight at the end have committed (default 30s).
+	// purchases in flight at the end have committed.
 	FinalDelay time.Duration
-	// Hold is how long a proof's findings stay exported (default 1h, at
-	// least 3 intervals): long enough that a final proof's violations
+	// Hold is how long a proof's findings stay exported (at least 3
+	// intervals): long enough that a final proof's violations
 	// outlive the sale's end, short enough that an instance that no longer
 	// proves does not export an old answer for ever.
 	Hold time.Duration
@@ -40,6 +43,18 @@ type SettlerOptions struct {
 	Locker        SettlementLocker
 	MeterProvider metric.MeterProvider
 	Logger        *slog.Logger
+}
+
+// WithDefaults fills the options left zero: a proof a minute, the final
+// proof 30s after the end, findings held an hour (at least 3 intervals),
+// the global meter provider, no log.
+func (o SettlerOptions) WithDefaults() SettlerOptions {
+	o.Interval = cmp.Or(o.Interval, time.Minute)
+	o.FinalDelay = cmp.Or(o.FinalDelay, 30*time.Second)
+	o.Hold = max(cmp.Or(o.Hold, time.Hour), 3*o.Interval)
+	o.MeterProvider = cmp.Or(o.MeterProvider, otel.GetMeterProvider())
+	o.Logger = cmp.Or(o.Logger, slog.New(slog.DiscardHandler))
+	return o
 }
 
 // proofTimeout bounds one Settle: a database that stalls delays the next
@@ -81,19 +96,7 @@ type proof struct {
 // sale_settlement_violations{check}, sale_settlement_last_proof_timestamp_seconds
 // and sale_settlement_duration_seconds.
 func NewSettler(db *sql.DB, opts SettlerOptions) (*Settler, error) {
-	if opts.Interval <= 0 {
-		opts.Interval = time.Minute
-	}
-	if opts.FinalDelay <= 0 {
-		opts.FinalDelay = 30 * time.Second
-	}
-	if opts.Hold <= 0 {
-		opts.Hold = time.Hour
-	}
-	opts.Hold = max(opts.Hold, 3*opts.Interval)
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts = opts.WithDefaults()
 	s := &Settler{db: db, opts: opts, log: opts.Logger, results: map[int64]proof{}, attrs: map[string]metric.ObserveOption{}}
 	for _, name := range CheckNames() {
 		s.attrs[name] = metric.WithAttributeSet(attribute.NewSet(attribute.String("check", name)))

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -9,7 +10,7 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/flashsale/flashsale/internal/batch"
@@ -28,15 +29,28 @@ type CartStoreOptions struct {
 	// Timeout bounds one batch's transaction.
 	Timeout time.Duration
 	// RefusalFlush is how often the checkouts refused before their decision
-	// (see RecordRefusal) are written when no checkout batch carries them:
-	// a second when zero.
+	// (see RecordRefusal) are written when no checkout batch carries them.
 	RefusalFlush time.Duration
 	// RefusalUsers bounds the users whose refusals are counted apart between
-	// two writes (10,000 when zero); the refusals of further users are
+	// two writes; the refusals of further users are
 	// counted under user id "".
 	RefusalUsers   int
 	TracerProvider trace.TracerProvider
 	Logger         *slog.Logger
+}
+
+// WithDefaults fills the options left zero: batches of 500 checkouts, 2
+// writers, 5 seconds per batch, refusals written every second for at most
+// 10,000 users, the global tracer provider, no log.
+func (o CartStoreOptions) WithDefaults() CartStoreOptions {
+	o.MaxBatch = cmp.Or(o.MaxBatch, 500)
+	o.Writers = cmp.Or(o.Writers, 2)
+	o.Timeout = cmp.Or(o.Timeout, 5*time.Second)
+	o.RefusalFlush = cmp.Or(o.RefusalFlush, time.Second)
+	o.RefusalUsers = cmp.Or(o.RefusalUsers, 10_000)
+	o.TracerProvider = cmp.Or(o.TracerProvider, otel.GetTracerProvider())
+	o.Logger = cmp.Or(o.Logger, discard)
+	return o
 }
 
 // CartStore implements flashsale.CartStore with group commit: the checkouts
@@ -59,8 +73,7 @@ type CartStoreOptions struct {
 type CartStore struct {
 	db      *DB
 	opts    CartStoreOptions
-	tracer  trace.Tracer
-	batches *batch.Batcher[*checkoutReq]
+	batches *batch.Group[*checkoutReq, checkoutAnswer]
 
 	refusals    *refusalTally
 	closeOnce   sync.Once
@@ -70,13 +83,9 @@ type CartStore struct {
 }
 
 type checkoutReq struct {
-	batch.Queued
-	a    flashsale.Attempt
-	link trace.Link
-	done chan checkoutAnswer
+	batch.Answer[checkoutAnswer]
+	a flashsale.Attempt
 }
-
-func (r *checkoutReq) spanLink() trace.Link { return r.link }
 
 type checkoutAnswer struct {
 	add flashsale.CartAdd
@@ -85,29 +94,12 @@ type checkoutAnswer struct {
 
 // NewCartStore starts the store's writers. Close stops them.
 func NewCartStore(db *DB, opts CartStoreOptions) *CartStore {
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 500
-	}
-	if opts.Writers <= 0 {
-		opts.Writers = 2
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
-	}
-	if opts.RefusalFlush <= 0 {
-		opts.RefusalFlush = time.Second
-	}
-	if opts.RefusalUsers <= 0 {
-		opts.RefusalUsers = 10_000
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
+	opts = opts.WithDefaults()
 	s := &CartStore{
-		db: db, opts: opts, tracer: opts.TracerProvider.Tracer(instrumentationName),
-		refusals: newRefusalTally(opts.RefusalUsers), stopFlush: make(chan struct{}), flushResult: make(chan error, 1),
+		db: db, opts: opts, refusals: newRefusalTally(opts.RefusalUsers), stopFlush: make(chan struct{}), flushResult: make(chan error, 1),
 	}
-	s.batches = batch.New("checkouts", opts.MaxBatch, opts.Writers, s.write)
+	s.batches = batch.NewGroup(groupOptions("checkouts", opts.MaxBatch, opts.Writers, opts.Timeout, opts.TracerProvider, opts.Logger),
+		s.commit, func(err error) checkoutAnswer { return checkoutAnswer{err: err} })
 	go func() { s.flushResult <- s.flushRefusalsEvery(opts.RefusalFlush, s.stopFlush) }()
 	return s
 }
@@ -118,13 +110,9 @@ func NewCartStore(db *DB, opts CartStoreOptions) *CartStore {
 // withdrawn unwritten and Checkout answers EUnavailable at once; once in a
 // batch, the answer is the batch's.
 func (s *CartStore) Checkout(ctx context.Context, a flashsale.Attempt) (flashsale.CartAdd, error) {
-	req := &checkoutReq{a: a, link: trace.LinkFromContext(ctx), done: make(chan checkoutAnswer, 1)}
-	if err := s.batches.Submit(ctx, req); err != nil {
-		return flashsale.CartAdd{}, err
-	}
-	ans, ok := batch.Await(ctx, req, req.done)
-	if !ok {
-		return flashsale.CartAdd{}, flashsale.Unavailable("checkouts", ctx.Err())
+	ans, err := s.batches.Do(ctx, &checkoutReq{a: a})
+	if err != nil {
+		return flashsale.CartAdd{}, flashsale.Unavailable("checkouts", err)
 	}
 	return ans.add, ans.err
 }
@@ -141,19 +129,8 @@ func (s *CartStore) Close() error {
 	return s.closeErr
 }
 
-// write commits one batch and answers its requests.
-func (s *CartStore) write(reqs []*checkoutReq) {
-	writeBatch(s.opts.Logger, "checkout", reqs, s.commit,
-		func(req *checkoutReq, a checkoutAnswer) { req.done <- a },
-		func(err error) checkoutAnswer { return checkoutAnswer{err: err} })
-}
-
-// commit runs one batch's transaction in a span under the first request,
-// linked to every request it carries.
-func (s *CartStore) commit(reqs []*checkoutReq) ([]checkoutAnswer, error) {
-	ctx, span, cancel := startBatch(s.tracer, "checkouts.commit", "checkouts.batch_size", reqs, s.opts.Timeout)
-	defer span.End()
-	defer cancel()
+// commit runs one batch's transaction.
+func (s *CartStore) commit(ctx context.Context, reqs []*checkoutReq) ([]checkoutAnswer, error) {
 	// The refusals counted since the last write ride along.
 	refusals, overflow := s.refusals.take()
 	var answers []checkoutAnswer
@@ -169,10 +146,7 @@ func (s *CartStore) commit(reqs []*checkoutReq) ([]checkoutAnswer, error) {
 	})
 	s.wroteRefusals(refusals, overflow, err)
 	if err != nil {
-		err = translate(err)
-		span.RecordError(err)
-		span.SetStatus(codes.Error, "checkout batch")
-		return nil, fmt.Errorf("record checkouts: %w", err)
+		return nil, fmt.Errorf("record checkouts: %w", translate(err))
 	}
 	return answers, nil
 }

@@ -4,10 +4,12 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"embed"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/XSAM/otelsql"
@@ -15,9 +17,12 @@ import (
 	"github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/flashsale/flashsale/internal/batch"
+	"github.com/flashsale/flashsale/internal/flashsale"
 )
 
 //go:embed migrations/*.sql
@@ -31,28 +36,40 @@ type Options struct {
 	TracerProvider trace.TracerProvider
 }
 
+// WithDefaults fills the providers left nil with the global ones.
+func (o Options) WithDefaults() Options {
+	o.MeterProvider = cmp.Or(o.MeterProvider, otel.GetMeterProvider())
+	o.TracerProvider = cmp.Or(o.TracerProvider, otel.GetTracerProvider())
+	return o
+}
+
+// discard is the logger of options without one.
+var discard = slog.New(slog.DiscardHandler)
+
+// groupOptions are the options of the group commit of name (checkouts,
+// purchases): its batches run in spans of this package's tracer, and are
+// committed one by one after a failure that is not an outage.
+func groupOptions(name string, maxBatch, writers int, timeout time.Duration, tp trace.TracerProvider, log *slog.Logger) batch.GroupOptions {
+	return batch.GroupOptions{
+		Name: name, MaxBatch: maxBatch, Writers: writers, Timeout: timeout,
+		Tracer: tp.Tracer(instrumentationName), Logger: log,
+		Outage: func(err error) bool { return flashsale.ErrorCode(err) == flashsale.EUnavailable },
+	}
+}
+
 // DB is a pool of instrumented connections to PostgreSQL.
 type DB struct {
 	sql        *sql.DB
 	connConfig string // the name of the registered pgx configuration
 	metrics    *dbMetrics
-	regs       []metric.Registration
 }
 
 // Open connects to PostgreSQL through pgx's database/sql driver wrapped by
 // otelsql, so every statement is a span (without bound values) and the pool's
-// statistics are metrics. It does not wait for the server: see Ping.
+// statistics are metrics (see metrics.go). It does not wait for the server:
+// see Ping.
 func Open(dsn string, opts Options) (*DB, error) {
-	otelOpts := []otelsql.Option{
-		otelsql.WithAttributes(semconv.DBSystemNamePostgreSQL),
-		otelsql.WithTracerProvider(opts.TracerProvider),
-		otelsql.WithMeterProvider(opts.MeterProvider),
-		otelsql.WithSpanOptions(otelsql.SpanOptions{
-			OmitConnResetSession: true,
-			OmitRows:             true,
-			OmitConnPrepare:      true,
-		}),
-	}
+	opts = opts.WithDefaults()
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", err)
@@ -65,7 +82,7 @@ func Open(dsn string, opts Options) (*DB, error) {
 		cfg.RuntimeParams["plan_cache_mode"] = "force_custom_plan"
 	}
 	name := stdlib.RegisterConnConfig(cfg)
-	sqlDB, err := otelsql.Open("pgx", name, otelOpts...)
+	sqlDB, err := otelsql.Open("pgx", name, otelsqlOptions(opts)...)
 	if err != nil {
 		stdlib.UnregisterConnConfig(name)
 		return nil, fmt.Errorf("open database: %w", err)
@@ -74,13 +91,7 @@ func Open(dsn string, opts Options) (*DB, error) {
 	sqlDB.SetMaxIdleConns(opts.MaxIdleConns)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	db := &DB{sql: sqlDB, connConfig: name}
-	reg, err := otelsql.RegisterDBStatsMetrics(sqlDB, otelOpts...)
-	if err != nil {
-		sqlDB.Close()
-		return nil, fmt.Errorf("register pool metrics: %w", err)
-	}
-	db.regs = append(db.regs, reg)
-	if db.metrics, err = newDBMetrics(opts.MeterProvider, sqlDB); err != nil {
+	if db.metrics, err = newDBMetrics(sqlDB, opts); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -117,11 +128,8 @@ func (db *DB) SQL() *sql.DB { return db.sql }
 
 // Close unregisters the pool's metrics and closes every connection.
 func (db *DB) Close() error {
-	for _, r := range db.regs {
-		_ = r.Unregister()
-	}
 	if db.metrics != nil {
-		_ = db.metrics.reg.Unregister()
+		db.metrics.unregister()
 	}
 	err := db.sql.Close()
 	stdlib.UnregisterConnConfig(db.connConfig)

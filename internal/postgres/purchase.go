@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
@@ -8,9 +9,8 @@ import (
 	"slices"
 	"time"
 
-	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
-	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/flashsale/flashsale/internal/batch"
 	"github.com/flashsale/flashsale/internal/flashsale"
@@ -30,6 +30,17 @@ type PurchaseStoreOptions struct {
 	Logger         *slog.Logger
 }
 
+// WithDefaults fills the options left zero: batches of 64 purchases, 2
+// writers, 5 seconds per batch, the global tracer provider, no log.
+func (o PurchaseStoreOptions) WithDefaults() PurchaseStoreOptions {
+	o.MaxBatch = cmp.Or(o.MaxBatch, 64)
+	o.Writers = cmp.Or(o.Writers, 2)
+	o.Timeout = cmp.Or(o.Timeout, 5*time.Second)
+	o.TracerProvider = cmp.Or(o.TracerProvider, otel.GetTracerProvider())
+	o.Logger = cmp.Or(o.Logger, discard)
+	return o
+}
+
 // PurchaseStore implements flashsale.PurchaseStore with group commit: the
 // purchases of concurrent requests are sold in one transaction per batch, with
 // one set-based statement per step, and each request waits for its batch's
@@ -44,20 +55,14 @@ type PurchaseStoreOptions struct {
 // items_sold within the total) reject anything this logic might get wrong.
 type PurchaseStore struct {
 	db      *DB
-	opts    PurchaseStoreOptions
-	tracer  trace.Tracer
-	batches *batch.Batcher[*purchaseReq]
+	batches *batch.Group[*purchaseReq, purchaseAnswer]
 }
 
 type purchaseReq struct {
-	batch.Queued
+	batch.Answer[purchaseAnswer]
 	saleID int64
 	code   string
-	link   trace.Link
-	done   chan purchaseAnswer
 }
-
-func (r *purchaseReq) spanLink() trace.Link { return r.link }
 
 type purchaseAnswer struct {
 	p   *flashsale.Purchase
@@ -67,23 +72,10 @@ type purchaseAnswer struct {
 // NewPurchaseStore returns a PurchaseStore over db and starts its writers.
 // Close stops them.
 func NewPurchaseStore(db *DB, opts PurchaseStoreOptions) *PurchaseStore {
-	if opts.MaxBatch <= 0 {
-		opts.MaxBatch = 64
-	}
-	if opts.Writers <= 0 {
-		opts.Writers = 2
-	}
-	if opts.Timeout <= 0 {
-		opts.Timeout = 5 * time.Second
-	}
-	if opts.TracerProvider == nil {
-		opts.TracerProvider = tracenoop.NewTracerProvider()
-	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
-	}
-	s := &PurchaseStore{db: db, opts: opts, tracer: opts.TracerProvider.Tracer(instrumentationName)}
-	s.batches = batch.New("purchases", opts.MaxBatch, opts.Writers, s.write)
+	opts = opts.WithDefaults()
+	s := &PurchaseStore{db: db}
+	s.batches = batch.NewGroup(groupOptions("purchases", opts.MaxBatch, opts.Writers, opts.Timeout, opts.TracerProvider, opts.Logger),
+		s.sell, func(err error) purchaseAnswer { return purchaseAnswer{err: err} })
 	return s
 }
 
@@ -98,30 +90,16 @@ func (s *PurchaseStore) Close() error {
 // once the batch has committed. When ctx ends while the purchase still waits
 // for a writer, it is withdrawn unsold and Purchase answers EUnavailable.
 func (s *PurchaseStore) Purchase(ctx context.Context, saleID int64, code string) (*flashsale.Purchase, error) {
-	req := &purchaseReq{saleID: saleID, code: code, link: trace.LinkFromContext(ctx), done: make(chan purchaseAnswer, 1)}
-	if err := s.batches.Submit(ctx, req); err != nil {
-		return nil, err
-	}
-	a, ok := batch.Await(ctx, req, req.done)
-	if !ok {
-		return nil, flashsale.Unavailable("purchases", ctx.Err())
+	a, err := s.batches.Do(ctx, &purchaseReq{saleID: saleID, code: code})
+	if err != nil {
+		return nil, flashsale.Unavailable("purchases", err)
 	}
 	return a.p, a.err
 }
 
-// write sells one batch and answers its requests.
-func (s *PurchaseStore) write(reqs []*purchaseReq) {
-	writeBatch(s.opts.Logger, "purchase", reqs, s.sell,
-		func(req *purchaseReq, a purchaseAnswer) { req.done <- a },
-		func(err error) purchaseAnswer { return purchaseAnswer{err: err} })
-}
-
 // sell runs one batch's transaction, retried whole on serialization
-// failures, in a span under the first request, linked to every request.
-func (s *PurchaseStore) sell(reqs []*purchaseReq) ([]purchaseAnswer, error) {
-	ctx, span, cancel := startBatch(s.tracer, "purchases.commit", "purchases.batch_size", reqs, s.opts.Timeout)
-	defer span.End()
-	defer cancel()
+// failures.
+func (s *PurchaseStore) sell(ctx context.Context, reqs []*purchaseReq) ([]purchaseAnswer, error) {
 	var answers []purchaseAnswer
 	err := s.db.transact(ctx, nil, func(tx *txn) error {
 		b := newPurchaseBatch(s.db, tx, reqs)
@@ -130,10 +108,7 @@ func (s *PurchaseStore) sell(reqs []*purchaseReq) ([]purchaseAnswer, error) {
 		return err
 	})
 	if err != nil {
-		err = translate(err)
-		span.RecordError(err)
-		span.SetStatus(codes.Error, "purchase batch")
-		return nil, fmt.Errorf("purchase: %w", err)
+		return nil, fmt.Errorf("purchase: %w", translate(err))
 	}
 	return answers, nil
 }

@@ -1,16 +1,18 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/flashsale/flashsale/internal/flashsale"
 	"github.com/flashsale/flashsale/internal/reading"
-	"github.com/flashsale/flashsale/internal/telemetry"
-	"go.opentelemetry.io/otel/metric"
 )
 
 var _ flashsale.SaleStore = (*SaleStore)(nil)
@@ -40,43 +42,13 @@ func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 	s := &SaleStore{db: db}
 	s.gauged = reading.New(func(ctx context.Context, _ string) (*flashsale.Sale, error) {
 		return s.ActiveSale(ctx)
-	}, reading.Options{MaxAge: time.Second, Timeout: time.Second})
-	m := mp.Meter(instrumentationName)
-	total, err := m.Int64ObservableGauge("sale_items_offered",
-		metric.WithDescription("Total number of items in the active sale"))
+	}, reading.Options{}) // readings of at most a second
+	var err error
+	s.reg, err = registerSaleGauges(cmp.Or(mp, otel.GetMeterProvider()), func(ctx context.Context) (*flashsale.Sale, error) {
+		return s.gauged.Get(ctx, "")
+	})
 	if err != nil {
-		return nil, fmt.Errorf("sale_items_offered: %w", err)
-	}
-	sold, err := m.Int64ObservableGauge("sale_items_sold_current",
-		metric.WithDescription("Number of items sold in the active sale, read from the database"))
-	if err != nil {
-		return nil, fmt.Errorf("sale_items_sold_current: %w", err)
-	}
-	active, err := m.Int64ObservableGauge("sale_active",
-		metric.WithDescription("Whether a sale is running (1) or not (0), read from the database"))
-	if err != nil {
-		return nil, fmt.Errorf("sale_active: %w", err)
-	}
-	s.reg, err = m.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
-		ctx, cancel := context.WithTimeout(telemetry.Untraced(ctx), time.Second)
-		defer cancel()
-		sale, err := s.gauged.Get(ctx, "")
-		switch {
-		case flashsale.ErrorCode(err) == flashsale.ENotFound:
-			o.ObserveInt64(total, 0)
-			o.ObserveInt64(sold, 0)
-			o.ObserveInt64(active, 0)
-			return nil
-		case err != nil:
-			return err // no observation: a scrape must not show a made-up value
-		}
-		o.ObserveInt64(total, int64(sale.TotalItems))
-		o.ObserveInt64(sold, int64(sale.ItemsSold))
-		o.ObserveInt64(active, 1)
-		return nil
-	}, total, sold, active)
-	if err != nil {
-		return nil, fmt.Errorf("sale gauges: %w", err)
+		return nil, err
 	}
 	return s, nil
 }
@@ -85,7 +57,8 @@ func NewSaleStore(db *DB, mp metric.MeterProvider) (*SaleStore, error) {
 func (s *SaleStore) Close() error { return s.reg.Unregister() }
 
 // Item names and image URLs are generated set-based in the statement that
-// creates the items, from the item's sequence number.
+// creates the items, from the item's sequence number g; the item's id is
+// $6 + g, $6 being flashsale.ItemID(sale, 0).
 var qCreateSale = newQuery("insert", "sales", `
 WITH sale AS (
     INSERT INTO sales (id, started_at, ended_at, total_items, user_item_limit)
@@ -94,7 +67,7 @@ WITH sale AS (
     RETURNING id
 )
 INSERT INTO items (id, sale_id, name, image_url)
-SELECT sale.id * 1000000 + g, sale.id,
+SELECT $6::bigint + g, sale.id,
        (ARRAY['Crimson','Azure','Golden','Silver','Midnight','Emerald','Ivory','Coral',
               'Amber','Onyx','Scarlet','Cobalt','Jade','Pearl','Copper','Violet'])[1 + g % 16]
        || ' ' ||
@@ -112,7 +85,7 @@ func (s *SaleStore) CreateSale(ctx context.Context, n flashsale.NewSale) (*flash
 		return nil, false, err
 	}
 	id := flashsale.SaleID(n.Start)
-	res, err := s.db.exec(ctx, s.db.sql, qCreateSale, id, n.Start, n.Start.Add(n.Duration), n.TotalItems, n.UserItemLimit)
+	res, err := s.db.exec(ctx, s.db.sql, qCreateSale, id, n.Start, n.Start.Add(n.Duration), n.TotalItems, n.UserItemLimit, flashsale.ItemID(id, 0))
 	if err != nil {
 		return nil, false, fmt.Errorf("create sale %d: %w", id, translate(err))
 	}
@@ -163,13 +136,14 @@ func (s *SaleStore) ActiveSale(ctx context.Context) (*flashsale.Sale, error) {
 	return sale, nil
 }
 
-// The id range of a sale's items lets the primary key serve the listing.
+// The id range of a sale's items, from flashsale.ItemID(sale, 0) to
+// ItemID(sale+1, 0), lets the primary key serve the listing.
 var qItems = newQuery("select", "items", `SELECT id, name, image_url, sold FROM items
-WHERE id > $1::bigint * 1000000 AND id < ($1::bigint + 1) * 1000000 ORDER BY id OFFSET $2 LIMIT $3`)
+WHERE id > $1 AND id < $2 ORDER BY id OFFSET $3 LIMIT $4`)
 
 // Items returns a page of a sale's items ordered by id.
 func (s *SaleStore) Items(ctx context.Context, saleID int64, offset, limit int) ([]flashsale.Item, error) {
-	rows, err := s.db.query(ctx, s.db.sql, qItems, saleID, offset, limit)
+	rows, err := s.db.query(ctx, s.db.sql, qItems, flashsale.ItemID(saleID, 0), flashsale.ItemID(saleID+1, 0), offset, limit)
 	if err != nil {
 		return nil, fmt.Errorf("items of sale %d: %w", saleID, translate(err))
 	}

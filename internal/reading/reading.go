@@ -6,6 +6,7 @@
 package reading
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sync"
@@ -16,16 +17,25 @@ import (
 
 // Options configure a Cache.
 type Options struct {
-	// MaxAge is how long a reading is answered from memory (a second when
-	// zero), counted from the start of the read that took it.
+	// MaxAge is how long a reading is answered from memory, counted from
+	// the start of the read that took it.
 	MaxAge time.Duration
-	// Timeout bounds each read (a second when zero). A read is not tied to
+	// Timeout bounds each read. A read is not tied to
 	// the caller that started it: a caller that leaves does not cancel it
 	// for the others, and its result is kept for the next callers.
 	Timeout time.Duration
-	// MaxKeys bounds the readings kept (1024 when zero); past it, a new
+	// MaxKeys bounds the readings kept; past it, a new
 	// key's reading is shared by the callers waiting for it but not kept.
 	MaxKeys int
+}
+
+// WithDefaults fills the options left zero: readings of at most a second,
+// reads of at most a second, 1024 keys.
+func (o Options) WithDefaults() Options {
+	o.MaxAge = cmp.Or(o.MaxAge, time.Second)
+	o.Timeout = cmp.Or(o.Timeout, time.Second)
+	o.MaxKeys = cmp.Or(o.MaxKeys, 1024)
+	return o
 }
 
 // Cache holds readings by key. Errors are readings too: a failing
@@ -49,17 +59,8 @@ type entry[V any] struct {
 
 // New returns a Cache whose readings read takes.
 func New[V any](read func(ctx context.Context, key string) (V, error), opts Options) *Cache[V] {
-	c := &Cache[V]{read: read, maxAge: opts.MaxAge, timeout: opts.Timeout, maxKeys: opts.MaxKeys, entries: make(map[string]entry[V])}
-	if c.maxAge <= 0 {
-		c.maxAge = time.Second
-	}
-	if c.timeout <= 0 {
-		c.timeout = time.Second
-	}
-	if c.maxKeys <= 0 {
-		c.maxKeys = 1024
-	}
-	return c
+	opts = opts.WithDefaults()
+	return &Cache[V]{read: read, maxAge: opts.MaxAge, timeout: opts.Timeout, maxKeys: opts.MaxKeys, entries: make(map[string]entry[V])}
 }
 
 // Get returns key's reading: from memory when it is younger than MaxAge,

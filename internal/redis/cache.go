@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	_ "embed"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/flashsale/flashsale/internal/flashsale"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -70,6 +72,24 @@ type CacheOptions struct {
 	MeterProvider                metric.MeterProvider
 }
 
+// WithDefaults fills the options left zero: keys under "flashsale", purchase
+// locks of 10 seconds, 20 unknown codes a minute per client, keys kept an
+// hour after the sale, rotation locks of 30 seconds, pipelines of 128 calls
+// with 4 in flight and 3 seconds each, the global meter provider.
+func (o CacheOptions) WithDefaults() CacheOptions {
+	o.Prefix = cmp.Or(o.Prefix, "flashsale")
+	o.PurchaseLockTTL = cmp.Or(o.PurchaseLockTTL, 10*time.Second)
+	o.CodeMisses = cmp.Or(o.CodeMisses, 20)
+	o.MissWindow = cmp.Or(o.MissWindow, time.Minute)
+	o.Retention = cmp.Or(o.Retention, time.Hour)
+	o.RotationLockTTL = cmp.Or(o.RotationLockTTL, 30*time.Second)
+	o.PipelineMax = cmp.Or(o.PipelineMax, 128)
+	o.PipelineWriters = cmp.Or(o.PipelineWriters, 4)
+	o.CommandTimeout = cmp.Or(o.CommandTimeout, 3*time.Second)
+	o.MeterProvider = cmp.Or(o.MeterProvider, otel.GetMeterProvider())
+	return o
+}
+
 // Cache implements flashsale.Cache on Redis, one Lua script per operation so
 // each is atomic and one round trip.
 type Cache struct {
@@ -83,33 +103,7 @@ type Cache struct {
 
 // NewCache returns the fast path over c.
 func NewCache(c *Client, opts CacheOptions) (*Cache, error) {
-	if opts.Prefix == "" {
-		opts.Prefix = "flashsale"
-	}
-	if opts.PurchaseLockTTL <= 0 {
-		opts.PurchaseLockTTL = 10 * time.Second
-	}
-	if opts.CodeMisses <= 0 {
-		opts.CodeMisses = 20
-	}
-	if opts.MissWindow <= 0 {
-		opts.MissWindow = time.Minute
-	}
-	if opts.Retention <= 0 {
-		opts.Retention = time.Hour
-	}
-	if opts.RotationLockTTL <= 0 {
-		opts.RotationLockTTL = 30 * time.Second
-	}
-	if opts.PipelineMax <= 0 {
-		opts.PipelineMax = 128
-	}
-	if opts.PipelineWriters <= 0 {
-		opts.PipelineWriters = 4
-	}
-	if opts.CommandTimeout <= 0 {
-		opts.CommandTimeout = 3 * time.Second
-	}
+	opts = opts.WithDefaults()
 	lm, err := newLockMetrics(opts.MeterProvider)
 	if err != nil {
 		return nil, err

@@ -1,19 +1,49 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net"
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 )
 
-// The metric catalog's boundaries (docs/TELEMETRY.md) of
-// redis_command_duration_seconds and of redis_lock_duration_seconds.
+// The adapter's instruments come in two sets, both required: the
+// semantic-convention ones of redisotel (with the spans of every
+// command) and the metric catalog (docs/TELEMETRY.md) (redis_command_duration_seconds,
+// redis_lock_*).
+
+// instrument has redisotel trace every command, without its arguments or
+// caller, and time it in the semantic-convention instruments, and adds the
+// hook that times it in redis_command_duration_seconds.
+func instrument(rdb redis.UniversalClient, opts Options) (*clientMetrics, error) {
+	if err := redisotel.InstrumentTracing(rdb,
+		redisotel.WithTracerProvider(opts.TracerProvider),
+		redisotel.WithDBStatement(false),
+		redisotel.WithCallerEnabled(false),
+	); err != nil {
+		return nil, fmt.Errorf("redis tracing: %w", err)
+	}
+	if err := redisotel.InstrumentMetrics(rdb, redisotel.WithMeterProvider(opts.MeterProvider)); err != nil {
+		return nil, fmt.Errorf("redis metrics: %w", err)
+	}
+	m, err := newClientMetrics(opts.MeterProvider)
+	if err != nil {
+		return nil, err
+	}
+	rdb.AddHook(m)
+	return m, nil
+}
+
+// The metric catalog's boundaries of redis_command_duration_seconds and of
+// redis_lock_duration_seconds.
 var (
 	commandBuckets = []float64{0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1}
 	lockBuckets    = []float64{0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}
@@ -85,7 +115,7 @@ type lockMetrics struct {
 }
 
 func newLockMetrics(mp metric.MeterProvider) (*lockMetrics, error) {
-	m := mp.Meter(meterName)
+	m := cmp.Or(mp, otel.GetMeterProvider()).Meter(meterName)
 	var lm lockMetrics
 	var err error
 	if lm.attempts, err = m.Int64Counter("redis_lock_attempts_total",

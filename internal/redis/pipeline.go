@@ -34,7 +34,6 @@ type pipeliner struct {
 // scriptCall is one script run waiting for its pipeline.
 type scriptCall struct {
 	batch.Queued
-	parent trace.SpanContext
 	// op and payload are the command: "evalsha" and the script's hash, or
 	// "eval" and its source.
 	op, payload string
@@ -47,7 +46,7 @@ type scriptCall struct {
 
 func newPipeliner(rdb redis.UniversalClient, max, writers int, timeout time.Duration) *pipeliner {
 	p := &pipeliner{rdb: rdb, timeout: timeout}
-	p.calls = batch.New("redis", max, writers, p.exec)
+	p.calls = batch.New(max, writers, p.exec)
 	return p
 }
 
@@ -57,13 +56,13 @@ func newPipeliner(rdb redis.UniversalClient, max, writers int, timeout time.Dura
 // whatever happens to ctx: a script that ran must have its reply read by its
 // caller.
 func (p *pipeliner) run(ctx context.Context, script *redis.Script, keys []string, args ...any) *redis.Cmd {
-	return p.await(ctx, p.newCall(ctx, "evalsha", script.Hash(), script, keys, args))
+	return p.await(ctx, p.newCall("evalsha", script.Hash(), script, keys, args))
 }
 
 // runEval runs the script of source src by EVAL through the next pipeline,
 // waited for as run is.
 func (p *pipeliner) runEval(ctx context.Context, src string, keys []string, args ...any) *redis.Cmd {
-	return p.await(ctx, p.newCall(ctx, "eval", src, nil, keys, args))
+	return p.await(ctx, p.newCall("eval", src, nil, keys, args))
 }
 
 func (p *pipeliner) await(ctx context.Context, call *scriptCall) *redis.Cmd {
@@ -82,7 +81,7 @@ func (p *pipeliner) await(ctx context.Context, call *scriptCall) *redis.Cmd {
 // answer may be given up: when ctx ends first, runSha fails at once, and a
 // call already sent finishes in the background, its reply dropped.
 func (p *pipeliner) runSha(ctx context.Context, sha string, keys []string, args ...any) *redis.Cmd {
-	call := p.newCall(ctx, "evalsha", sha, nil, keys, args)
+	call := p.newCall("evalsha", sha, nil, keys, args)
 	err := p.calls.Submit(ctx, call)
 	if err == nil {
 		select {
@@ -96,8 +95,8 @@ func (p *pipeliner) runSha(ctx context.Context, sha string, keys []string, args 
 	return failedCmd(ctx, err)
 }
 
-func (p *pipeliner) newCall(ctx context.Context, op, payload string, script *redis.Script, keys []string, args []any) *scriptCall {
-	return &scriptCall{parent: trace.SpanContextFromContext(ctx), op: op, payload: payload, script: script, keys: keys, args: args, done: make(chan struct{})}
+func (p *pipeliner) newCall(op, payload string, script *redis.Script, keys []string, args []any) *scriptCall {
+	return &scriptCall{op: op, payload: payload, script: script, keys: keys, args: args, done: make(chan struct{})}
 }
 
 func failedCmd(ctx context.Context, err error) *redis.Cmd {
@@ -110,7 +109,7 @@ func failedCmd(ctx context.Context, err error) *redis.Cmd {
 // Redis no longer knows (a restarted or flushed server). The pipeline's span
 // is a child of the first call's span.
 func (p *pipeliner) exec(calls []*scriptCall) {
-	ctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), calls[0].parent), p.timeout)
+	ctx, cancel := context.WithTimeout(trace.ContextWithSpanContext(context.Background(), calls[0].Link().SpanContext), p.timeout)
 	defer cancel()
 	pipe := p.rdb.Pipeline()
 	for _, c := range calls {

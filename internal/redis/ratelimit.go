@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,10 +12,6 @@ import (
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 )
-
-// DefaultRateLimitTimeout bounds one rate-limit decision when
-// RateLimiterOptions.Timeout is zero.
-const DefaultRateLimitTimeout = 100 * time.Millisecond
 
 // rateLimitPause is how long the limiter stops asking Redis after a failure.
 const rateLimitPause = time.Second
@@ -28,12 +25,21 @@ type RateLimiterOptions struct {
 	// Prefix is the service's key prefix; every budget is stored under
 	// "<Prefix>:rl:<key>".
 	Prefix string
-	// Timeout bounds each decision (DefaultRateLimitTimeout when zero), so
+	// Timeout bounds each decision, so
 	// that a slow or unreachable Redis costs a request at most this long.
 	Timeout time.Duration
-	// PipelineMax bounds the decisions of one pipeline (128 when zero),
-	// PipelineWriters the pipelines in flight (2 when zero).
+	// PipelineMax bounds the decisions of one pipeline, PipelineWriters the
+	// pipelines in flight.
 	PipelineMax, PipelineWriters int
+}
+
+// WithDefaults fills the options left zero: decisions of at most 100ms,
+// pipelines of 128 decisions with 2 in flight.
+func (o RateLimiterOptions) WithDefaults() RateLimiterOptions {
+	o.Timeout = cmp.Or(o.Timeout, 100*time.Millisecond)
+	o.PipelineMax = cmp.Or(o.PipelineMax, 128)
+	o.PipelineWriters = cmp.Or(o.PipelineWriters, 2)
+	return o
 }
 
 // RateLimiter keeps request budgets in Redis with the GCRA algorithm of
@@ -61,22 +67,13 @@ type RateLimiter struct {
 
 // NewRateLimiter returns a limiter on c's connection pool.
 func NewRateLimiter(c *Client, opts RateLimiterOptions) *RateLimiter {
-	timeout := opts.Timeout
-	if timeout <= 0 {
-		timeout = DefaultRateLimitTimeout
-	}
-	if opts.PipelineMax <= 0 {
-		opts.PipelineMax = 128
-	}
-	if opts.PipelineWriters <= 0 {
-		opts.PipelineWriters = 2
-	}
+	opts = opts.WithDefaults()
 	scripts := &limiterScripts{UniversalClient: c.rdb, pipe: newPipeliner(c.rdb, opts.PipelineMax, opts.PipelineWriters, time.Second)}
 	return &RateLimiter{
 		lim:     redis_rate.NewLimiter(scripts),
 		scripts: scripts,
 		prefix:  opts.Prefix + ":rl:",
-		timeout: timeout,
+		timeout: opts.Timeout,
 	}
 }
 

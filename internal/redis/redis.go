@@ -5,6 +5,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,8 +16,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/extra/redisotel/v9"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -34,6 +35,14 @@ type Options struct {
 	dialer func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// WithDefaults fills the providers left nil with the global ones. (A nil
+// Logger leaves the client library's logger alone: it is the process's.)
+func (o Options) WithDefaults() Options {
+	o.MeterProvider = cmp.Or(o.MeterProvider, otel.GetMeterProvider())
+	o.TracerProvider = cmp.Or(o.TracerProvider, otel.GetTracerProvider())
+	return o
+}
+
 // Client is an instrumented go-redis UniversalClient.
 type Client struct {
 	rdb     redis.UniversalClient
@@ -42,10 +51,10 @@ type Client struct {
 
 // Open returns a client for a redis:// or rediss:// URL. A URL with `addr`
 // query parameters names a cluster (`redis://h1:6379?addr=h2:6379`); one with
-// `master_name` names a Sentinel-managed master. Commands are traced by
-// redisotel without their arguments or caller, and timed into
-// redis_command_duration_seconds.
+// `master_name` names a Sentinel-managed master. Commands are traced and
+// timed (see instrument).
 func Open(rawURL string, opts Options) (*Client, error) {
+	opts = opts.WithDefaults()
 	if opts.Logger != nil {
 		redis.SetLogger(libraryLog{opts.Logger})
 	}
@@ -53,24 +62,11 @@ func Open(rawURL string, opts Options) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := redisotel.InstrumentTracing(rdb,
-		redisotel.WithTracerProvider(opts.TracerProvider),
-		redisotel.WithDBStatement(false),
-		redisotel.WithCallerEnabled(false),
-	); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis tracing: %w", err)
-	}
-	if err := redisotel.InstrumentMetrics(rdb, redisotel.WithMeterProvider(opts.MeterProvider)); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis metrics: %w", err)
-	}
-	m, err := newClientMetrics(opts.MeterProvider)
+	m, err := instrument(rdb, opts)
 	if err != nil {
 		rdb.Close()
 		return nil, err
 	}
-	rdb.AddHook(m)
 	return &Client{rdb: rdb, metrics: m}, nil
 }
 

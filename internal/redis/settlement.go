@@ -19,7 +19,8 @@ type SettlementLock struct {
 	lock   *lockType
 }
 
-// NewSettlementLock returns the settlement lock on c, its keys under prefix.
+// NewSettlementLock returns the settlement lock on c, its keys under prefix,
+// counted by mp (the global meter provider when nil).
 func NewSettlementLock(c *Client, prefix string, mp metric.MeterProvider) (*SettlementLock, error) {
 	lm, err := newLockMetrics(mp)
 	if err != nil {
