@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -131,7 +132,7 @@ func noEnv(string) string { return "" }
 
 // mustRun runs loadgen with -json and returns its report. wantErr says
 // whether the run is expected to fail.
-func mustRun(t *testing.T, wantErr bool, args ...string) *Report {
+func mustRun(t *testing.T, wantErr bool, args ...string) *loadgen.Report {
 	t.Helper()
 	var stdout, stderr testenv.Buffer
 	err := run(context.Background(), append(args, "-json"), noEnv, &stdout, &stderr)
@@ -140,7 +141,7 @@ func mustRun(t *testing.T, wantErr bool, args ...string) *Report {
 			strings.Join(args, " "), err, wantErr, stdout.String(), stderr.String())
 	}
 	raw := []byte(stdout.String())
-	var rep Report
+	var rep loadgen.Report
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatalf("report is not JSON: %v\n%s", err, raw)
 	}
@@ -169,7 +170,7 @@ func checkJSONFields(t *testing.T, raw []byte) {
 }
 
 // checkSane checks what holds in every report.
-func checkSane(t *testing.T, r *Report) {
+func checkSane(t *testing.T, r *loadgen.Report) {
 	t.Helper()
 	var sum int64
 	for _, e := range r.Endpoints {
@@ -195,12 +196,13 @@ func checkSane(t *testing.T, r *Report) {
 	if r.DurationSeconds <= 0 || r.Totals.RPS <= 0 || len(r.Timeline) == 0 {
 		t.Errorf("duration %.2fs, %.1f req/s, %d seconds of timeline", r.DurationSeconds, r.Totals.RPS, len(r.Timeline))
 	}
-	if (r.Result == resultPass) != (len(r.Failures) == 0) {
+	if (r.Result == loadgen.ResultPass) != (len(r.Failures) == 0) {
 		t.Errorf("result %s with failures %q", r.Result, r.Failures)
 	}
 }
 
-func (r *Report) endpoint(t *testing.T, ep endpoint) EndpointReport {
+// endpointOf returns the report's figures of ep.
+func endpointOf(t *testing.T, r *loadgen.Report, ep loadgen.Endpoint) loadgen.EndpointReport {
 	t.Helper()
 	for _, e := range r.Endpoints {
 		if e.Endpoint == string(ep) {
@@ -208,7 +210,7 @@ func (r *Report) endpoint(t *testing.T, ep endpoint) EndpointReport {
 		}
 	}
 	t.Fatalf("no %s in the report: %+v", ep, r.Endpoints)
-	return EndpointReport{}
+	return loadgen.EndpointReport{}
 }
 
 // startTrivial runs serve-trivial in-process on a free port and returns its

@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"bytes"
@@ -29,7 +29,7 @@ type htmlChart struct {
 }
 
 // writeHTMLFile writes the report as HTML to path.
-func writeHTMLFile(path string, r *Report) error {
+func WriteHTMLFile(path string, r *Report) error {
 	var b bytes.Buffer
 	if err := renderHTML(&b, r); err != nil {
 		return err
