@@ -69,10 +69,8 @@ type e2eStack struct {
 	owner      *testing.T // the top-level test, which owns the processes
 	root       string
 	tmp        string
-	redisBin   string
 	promBin    string
-	redisPort  int
-	redis      *proc
+	redis      *testenv.RedisServer // the outage check stops and restarts it
 	collector  *proc
 	app        *proc
 	prometheus *proc // the service's /metrics and the collector's own telemetry
@@ -112,13 +110,12 @@ func TestStack(t *testing.T) {
 	begin := time.Now()
 	otelcol := lookBinary(t, "FLASHSALE_OTELCOL", "", "path of the collector binary; `scripts/collector.sh build` builds it and prints it")
 	promBin := lookBinary(t, "FLASHSALE_PROMETHEUS", "prometheus", "apt-get install prometheus")
-	redisBin := lookBinary(t, "FLASHSALE_REDIS_SERVER", "redis-server", "apt-get install redis-server")
 	dbURL := testenv.MustDatabase(t)
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &e2eStack{owner: t, root: root, tmp: t.TempDir(), redisBin: redisBin, promBin: promBin}
+	s := &e2eStack{owner: t, root: root, tmp: t.TempDir(), promBin: promBin}
 	s.start(t, otelcol, dbURL)
 	s.timing("stack up", time.Since(begin))
 	t.Logf("stack up in %s (service %s, collector %s/%s, prometheus %s, prometheus-otlp %s)", time.Since(begin).Round(time.Millisecond),
@@ -204,14 +201,9 @@ func (s *e2eStack) start(t *testing.T, otelcol, dbURL string) {
 	t.Helper()
 	pp := &ports{t: t, used: map[int]bool{}}
 
-	appBin := testenv.Command(t, "github.com/flashsale/flashsale/cmd/flashsale")
+	appBin := testenv.ServiceBinary(t)
 
-	// The test's own Redis: the outage check stops and restarts it.
-	s.redisPort = pp.next()
-	if err := os.Mkdir(filepath.Join(s.tmp, "redis"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s.redis = startRedis(t, t, s.redisBin, s.redisPort, filepath.Join(s.tmp, "redis"))
+	s.redis = testenv.StartRedis(t)
 
 	// The collector, traces to the in-process sink.
 	var sinkAddr string
@@ -249,7 +241,7 @@ func (s *e2eStack) start(t *testing.T, otelcol, dbURL string) {
 	s.app = startProc(t, t, "flashsale", s.tmp, baseEnv(
 		"HTTP_ADDR="+app,
 		"DATABASE_URL="+dbURL,
-		"REDIS_URL=redis://"+loopback(s.redisPort)+"/0",
+		"REDIS_URL="+s.redis.URL(),
 		"ADMIN_TOKEN=e2e-admin-token",
 		"SALE_ITEMS="+strconv.Itoa(e2eSaleItems),
 		"SHUTDOWN_TIMEOUT=5s",
@@ -795,7 +787,7 @@ func (s *e2eStack) checkRedisOutage(t *testing.T, item int64) {
 	}
 
 	stopped := time.Now()
-	s.redis.stop(t, 10*time.Second)
+	s.redis.Kill()
 	t.Logf("redis-server stopped")
 
 	var answer string
@@ -827,7 +819,9 @@ func (s *e2eStack) checkRedisOutage(t *testing.T, item int64) {
 	t.Logf("FlashsaleRedisUnreachable firing %s after Redis stopped (waited %s)", toFire.Round(time.Millisecond), fire.Round(time.Millisecond))
 
 	restarted := time.Now()
-	s.redis = startRedis(t, s.owner, s.redisBin, s.redisPort, filepath.Join(s.tmp, "redis"))
+	if err := s.redis.Start(); err != nil {
+		t.Fatalf("restart redis-server: %v", err)
+	}
 	s.waitFor(t, time.Minute, redisUp+" == 1 after the restart", gauge(1))
 	t.Logf("%s == 1 %s after Redis restarted", redisUp, time.Since(restarted).Round(time.Millisecond))
 	s.waitFor(t, 2*time.Minute, "FlashsaleRedisUnreachable to stop firing (Redis back)", func() (bool, string) {
