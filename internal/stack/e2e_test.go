@@ -41,6 +41,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -138,7 +139,7 @@ func TestStack(t *testing.T) {
 	if len(items) != e2eSaleItems || sl.TotalItems != e2eSaleItems {
 		t.Fatalf("sale %d: total_items %d, %d items listed; want %d (SALE_ITEMS)", sl.ID, sl.TotalItems, len(items), e2eSaleItems)
 	}
-	var one sale
+	var one loadgen.Sale
 	if err := s.api.getJSON(fmt.Sprintf("/sales/%d", sl.ID), &one); err != nil || one.ID != sl.ID {
 		t.Fatalf("GET /sales/%d: %+v, %v", sl.ID, one, err)
 	}
@@ -357,16 +358,16 @@ func checkCollectorEnv(t *testing.T, path string, set map[string]string) {
 
 // activeSale returns the running sale, waiting for the next one when it ends within 90s
 // (the traffic must not straddle a sale rotation).
-func (s *e2eStack) activeSale(t *testing.T) sale {
+func (s *e2eStack) activeSale(t *testing.T) loadgen.Sale {
 	t.Helper()
-	var sl sale
+	var sl loadgen.Sale
 	if err := s.api.getJSON("/sales/active", &sl); err != nil {
 		t.Fatal(err)
 	}
 	if left := time.Until(sl.EndedAt); left < 90*time.Second {
 		t.Logf("sale %d ends in %s: waiting for the next one", sl.ID, left.Round(time.Second))
 		s.waitFor(t, left+time.Minute, "the next sale", func() (bool, string) {
-			var next sale
+			var next loadgen.Sale
 			err := s.api.getJSON("/sales/active", &next)
 			if err == nil && next.ID != sl.ID {
 				sl = next
@@ -420,7 +421,7 @@ func (s *e2eStack) checkTargets(t *testing.T, name string, prom *promClient, tar
 // checkCounters: the service's counters equal the traffic's tally on the direct scrape
 // (exactly, at the first scrape after the traffic) and through the collector
 // (eventually), and the sale gauges and items-sold counter equal the sale's state.
-func (s *e2eStack) checkCounters(t *testing.T, trafficEnd time.Time, sl sale) {
+func (s *e2eStack) checkCounters(t *testing.T, trafficEnd time.Time, sl loadgen.Sale) {
 	ta := s.api.tally
 	s.waitFor(t, 30*time.Second, "a scrape of the service after the traffic", func() (bool, string) {
 		v, err := s.prom.query(`timestamp(checkout_attempts_total{job="flashsale"})`)
