@@ -62,9 +62,6 @@ func MustStartProcess(tb testing.TB, name string, cmd *exec.Cmd) *Process {
 // Pid is the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
-// Done is closed once the process has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
 // Exited reports whether the process has ended, and how (nil: status 0).
 func (p *Process) Exited() (bool, error) {
 	select {
