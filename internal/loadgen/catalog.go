@@ -85,7 +85,7 @@ func discoverItems(ctx context.Context, c *Client, s Sale) (*ItemPool, error) {
 	}
 }
 
-// itemPool holds the items the load believes unsold. An item leaves it when
+// ItemPool holds the items the load believes unsold. An item leaves it when
 // the service says it is sold (a checkout answered item_sold, or a purchase
 // reported it sold), so an empty pool means the sale is sold out as far as
 // this run can tell. Checkouts reserve nothing, so an item in some cart stays.
@@ -95,6 +95,7 @@ type ItemPool struct {
 	pos map[int64]int // index of each id in ids, for removal in O(1)
 }
 
+// NewItemPool returns a pool of ids, which it keeps.
 func NewItemPool(ids []int64) *ItemPool {
 	p := &ItemPool{ids: ids, pos: make(map[int64]int, len(ids))}
 	for i, id := range ids {
@@ -103,7 +104,7 @@ func NewItemPool(ids []int64) *ItemPool {
 	return p
 }
 
-// pick returns a random unsold item, false when none is left.
+// Pick returns a random unsold item, false when none is left.
 func (p *ItemPool) Pick(rng *rand.Rand) (int64, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -113,7 +114,7 @@ func (p *ItemPool) Pick(rng *rand.Rand) (int64, bool) {
 	return p.ids[rng.IntN(len(p.ids))], true
 }
 
-// remove takes a sold item out of the pool and returns how many are left.
+// Remove takes a sold item out of the pool and returns how many are left.
 func (p *ItemPool) Remove(id int64) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -127,7 +128,7 @@ func (p *ItemPool) Remove(id int64) int {
 	return len(p.ids)
 }
 
-// len returns how many items are left.
+// Len returns how many items are left.
 func (p *ItemPool) Len() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -28,7 +28,7 @@ type htmlChart struct {
 	Legend template.HTML
 }
 
-// writeHTMLFile writes the report as HTML to path.
+// WriteHTMLFile writes the report as HTML to path.
 func WriteHTMLFile(path string, r *Report) error {
 	var b bytes.Buffer
 	if err := renderHTML(&b, r); err != nil {

@@ -176,7 +176,7 @@ func (lr *loadRun) report(ctx context.Context, created bool, elapsed time.Durati
 	return r
 }
 
-// writeReport prints the report as JSON or as text.
+// WriteReport prints the report as JSON or as text.
 func WriteReport(w io.Writer, r *Report, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
