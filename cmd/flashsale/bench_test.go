@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -58,7 +59,7 @@ func BenchmarkCheckoutTelemetry(b *testing.B) {
 
 // benchCheckouts runs b.N checkouts from 16 × GOMAXPROCS clients, ten items
 // per user over the sale's items.
-func benchCheckouts(b *testing.B, inst *instance, sale saleResp) {
+func benchCheckouts(b *testing.B, inst *instance, sale loadgen.Sale) {
 	parallel(b, func(i int64) {
 		user := fmt.Sprintf("bench-%d", i/10)
 		item := sale.ID*1_000_000 + 1 + i%int64(sale.TotalItems)
@@ -100,7 +101,7 @@ func BenchmarkPurchase(b *testing.B) {
 	})
 }
 
-func benchInstance(b *testing.B, items int, extra env) (*instance, saleResp) {
+func benchInstance(b *testing.B, items int, extra env) (*instance, loadgen.Sale) {
 	b.Helper()
 	e := MustEnv(b, env{"LOG_LEVEL": "error", "DB_MAX_OPEN_CONNS": "32"})
 	for k, v := range extra {

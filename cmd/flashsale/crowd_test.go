@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -149,7 +150,7 @@ func runCrowd(t *testing.T, c crowd) {
 }
 
 // sweep buys every unsold item with fresh users, ten items per user.
-func sweep(t *testing.T, l *ledger, base string, sale saleResp, total int) {
+func sweep(t *testing.T, l *ledger, base string, sale loadgen.Sale, total int) {
 	t.Helper()
 	var items []itemResp
 	if st, code := call(t, http.MethodGet, fmt.Sprintf("%s/sales/%d/items?limit=1000", base, sale.ID), nil, &items); st != http.StatusOK {

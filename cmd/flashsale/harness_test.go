@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/internal/invariants"
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/telemetry"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
@@ -181,14 +182,6 @@ type purchaseResp struct {
 	FailedCount    int `json:"failed_count"`
 }
 
-type saleResp struct {
-	ID         int64     `json:"id"`
-	StartedAt  time.Time `json:"started_at"`
-	EndedAt    time.Time `json:"ended_at"`
-	TotalItems int       `json:"total_items"`
-	ItemsSold  int       `json:"items_sold"`
-}
-
 type itemResp struct {
 	ID       int64  `json:"id"`
 	Name     string `json:"name"`
@@ -210,9 +203,9 @@ func purchase(t testing.TB, base, code string) (purchaseResp, int, string) {
 
 // MustCreateSale starts a sale now through the admin API (a 409 for a start
 // second already taken is tried again in the next second).
-func MustCreateSale(t testing.TB, base string, items int, d time.Duration) saleResp {
+func MustCreateSale(t testing.TB, base string, items int, d time.Duration) loadgen.Sale {
 	t.Helper()
-	var s saleResp
+	var s loadgen.Sale
 	testenv.CreateSale(t, base, "test-admin-token", items, d, &s)
 	return s
 }

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -184,7 +185,7 @@ func TestAdminOnItsOwnListener(t *testing.T) {
 		t.Errorf("admin on the public listener: %d %s", st, code)
 	}
 	admin := "http://" + adminAddr
-	var s saleResp
+	var s loadgen.Sale
 	if st, code := call(t, http.MethodPost, admin+"/admin/sales", strings.NewReader(body), &s); st != http.StatusCreated || s.TotalItems != 5 {
 		t.Errorf("admin on its listener: %d %s %+v", st, code, s)
 	}

@@ -18,6 +18,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -253,7 +254,7 @@ func TestMetricsGroundTruth(t *testing.T) {
 	ta.requests[[3]string{"/admin/sales", "POST", "201"}]++
 	item := func(seq int) string { return itoa(sale.ID*1_000_000 + int64(seq)) }
 	// The scheduled next sale has not started: find it through the store.
-	var next saleResp
+	var next loadgen.Sale
 	db := testenv.MustOpenSQL(t, e["DATABASE_URL"])
 	if err := db.QueryRow(`SELECT id FROM sales WHERE started_at > now() ORDER BY id LIMIT 1`).Scan(&next.ID); err != nil {
 		t.Fatalf("next sale: %v", err)

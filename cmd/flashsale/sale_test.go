@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -49,7 +50,7 @@ func TestInstancesRacingCreateOneSale(t *testing.T) {
 	if len(starts) != 2 || starts[1].Sub(starts[0]) != time.Hour {
 		t.Fatalf("sales start at %v, want the current and the next hour", starts)
 	}
-	var active saleResp
+	var active loadgen.Sale
 	for _, inst := range insts {
 		if st, code := call(t, http.MethodGet, inst.URL+"/sales/active", nil, &active); st != http.StatusOK {
 			t.Fatalf("active sale: %d %s", st, code)
@@ -66,7 +67,7 @@ func TestSaleRotatesWithoutGap(t *testing.T) {
 	seen := map[int64]bool{}
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
-		var s saleResp
+		var s loadgen.Sale
 		if st, code := call(t, http.MethodGet, inst.URL+"/sales/active", nil, &s); st != http.StatusOK {
 			t.Fatalf("no active sale at %s: %d %s", time.Now().Format(time.RFC3339Nano), st, code)
 		}

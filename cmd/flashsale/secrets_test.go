@@ -19,6 +19,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/telemetry"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
@@ -154,7 +155,7 @@ func TestSecretsNeverAppear(t *testing.T) {
 	if st != http.StatusCreated {
 		t.Fatalf("create sale: %d %s", st, body)
 	}
-	var created saleResp
+	var created loadgen.Sale
 	if err := json.Unmarshal([]byte(body), &created); err != nil || created.ID == 0 {
 		t.Fatalf("create sale: %s: %v", body, err)
 	}

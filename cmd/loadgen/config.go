@@ -8,45 +8,16 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/loadgen"
 )
 
-// The profiles of -profile.
-const (
-	profileFlash     = "flash"
-	profileSteady    = "steady"
-	profileRealistic = "realistic"
-	profileOpen      = "open"
-)
-
-// config is a load run's settings, from the command line.
+// config is a load run's settings, from the command line: the run's, and
+// where its report goes.
 type config struct {
-	Target  string   // as given: one URL, or several separated by commas
-	Targets []string // the URLs of Target: requests are spread over them
-	Profile string
-
-	Users       int           // flash: the crowd; realistic: simultaneous users
-	Concurrency int           // steady: closed-loop workers
-	Rate        float64       // open: checkouts per second
-	MaxInflight int           // open: requests in flight at most
-	Duration    time.Duration // how long the load runs at most
-	DoubleFire  float64       // flash: share of purchases fired twice at once
-	WantMax     int           // flash: each user wants 1 to WantMax items
-	Think       time.Duration // realistic: longest pause between a user's actions
-
-	SaleID       int64 // 0: the active sale
-	CreateSale   bool
-	Items        int
-	SaleDuration time.Duration
-	AdminToken   string
-
-	DatabaseURL string
-	JSON        bool
-	HTMLFile    string
-	CPUProfile  string
-	Progress    bool
-	Timeout     time.Duration
-	MaxConns    int
-	Seed        uint64
+	loadgen.Config
+	JSON     bool   // print the report as JSON
+	HTMLFile string // also write an HTML report there
 }
 
 // Defaults that depend on the profile: a flash crowd stops when the sale
@@ -73,7 +44,7 @@ Flags:
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.Target, "target", "http://127.0.0.1:8080", "base URL of the service; several separated by commas spread the requests over instances, round robin")
-	fs.StringVar(&c.Profile, "profile", profileFlash, "load profile: flash, steady, realistic or open")
+	fs.StringVar(&c.Profile, "profile", loadgen.ProfileFlash, "load profile: flash, steady, realistic or open")
 	fs.IntVar(&c.Users, "users", 0, fmt.Sprintf("flash: users in the crowd (default %d); realistic: simultaneous users (default %d)", defaultFlashUsers, defaultRealUsers))
 	fs.IntVar(&c.Concurrency, "concurrency", 32, "steady: closed-loop workers")
 	fs.Float64Var(&c.Rate, "rate", 500, "open: checkouts per second, sent on schedule")
@@ -125,13 +96,13 @@ Flags:
 	}
 	if c.Duration == 0 {
 		c.Duration = defaultDuration
-		if c.Profile == profileFlash {
+		if c.Profile == loadgen.ProfileFlash {
 			c.Duration = defaultFlashDuration
 		}
 	}
 	if c.Users == 0 {
 		c.Users = defaultRealUsers
-		if c.Profile == profileFlash {
+		if c.Profile == loadgen.ProfileFlash {
 			c.Users = defaultFlashUsers
 		}
 	}
@@ -155,7 +126,7 @@ func (c config) validate() error {
 	switch {
 	case len(c.Targets) == 0:
 		return errors.New("-target: want an http(s) URL")
-	case c.Profile != profileFlash && c.Profile != profileSteady && c.Profile != profileRealistic && c.Profile != profileOpen:
+	case c.Profile != loadgen.ProfileFlash && c.Profile != loadgen.ProfileSteady && c.Profile != loadgen.ProfileRealistic && c.Profile != loadgen.ProfileOpen:
 		return fmt.Errorf("-profile %q: want flash, steady, realistic or open", c.Profile)
 	case c.Users < 1:
 		return errors.New("-users must be positive")
@@ -185,19 +156,4 @@ func (c config) validate() error {
 		return errors.New("-max-conns must not be negative")
 	}
 	return nil
-}
-
-// conns is how many requests the profile may have in flight at once: the
-// client keeps that many idle connections so that none is closed and
-// reopened between requests.
-func (c config) conns() int {
-	switch c.Profile {
-	case profileSteady:
-		return c.Concurrency
-	case profileOpen:
-		return c.MaxInflight
-	case profileFlash:
-		return 2 * c.Users // double-fired purchases and the sale watcher
-	}
-	return c.Users + 1
 }

@@ -1,18 +1,17 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -24,15 +23,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// mustServiceBinary builds the service once per test binary. loadgen talks
-// to it as to any deployment: over HTTP, in another process.
-func mustServiceBinary(t *testing.T) string {
-	t.Helper()
-	return testenv.Command(t, "github.com/flashsale/flashsale/cmd/flashsale")
-}
-
 // service is a running flashsale process on its own database and Redis
-// prefix.
+// prefix. loadgen talks to it as to any deployment: over HTTP, in another
+// process.
 type service struct {
 	URL         string
 	DatabaseURL string
@@ -45,84 +38,35 @@ func mustService(t *testing.T, env ...string) *service {
 	t.Helper()
 	dbURL := testenv.MustDatabase(t) // skips, unless required, before the build
 	redisURL, prefix := testenv.MustRedis(t)
-	bin := mustServiceBinary(t)
-	cmd := exec.Command(bin)
+	addr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	cmd := exec.Command(testenv.ServiceBinary(t))
 	cmd.Env = append([]string{
-		"HTTP_ADDR=127.0.0.1:0",
+		"HTTP_ADDR=" + addr,
 		"DATABASE_URL=" + dbURL,
 		"REDIS_URL=" + redisURL,
 		"REDIS_KEY_PREFIX=" + prefix,
 		"ADMIN_TOKEN=" + testAdminToken,
 		"SALE_ITEMS=300",
-		"LOG_LEVEL=info", // "listening" is logged at info
 		// The crowds come from 127.0.0.1 and fire fast: no abuse limits.
 		"RATE_LIMIT_USER=0",
 		"RATE_LIMIT_ADDR=0",
 		"SHUTDOWN_DELAY=0", // no load balancer to drain: stop at once
 	}, env...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &testenv.Buffer{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	addr := make(chan string, 1)
-	go func() {
-		defer close(exited)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			fmt.Fprintln(logs, sc.Text())
-			var line struct{ Msg, Addr string }
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == "listening" {
-				select {
-				case addr <- line.Addr:
-				default:
-				}
-			}
-		}
-		_ = cmd.Wait()
-	}()
+	p := testenv.MustStartProcess(t, "flashsale", cmd)
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
+		if !p.Stop(30 * time.Second) {
 			t.Errorf("the service did not stop on SIGTERM")
 		}
 		if t.Failed() {
-			out := logs.String()
+			out := p.Out.String()
 			t.Logf("service log (tail):\n%s", out[max(0, len(out)-4000):])
 		}
 	})
-	s := &service{DatabaseURL: dbURL}
-	select {
-	case a := <-addr:
-		s.URL = "http://" + a
-	case <-exited:
-		t.Fatalf("the service exited:\n%s", logs)
-	case <-time.After(30 * time.Second):
-		t.Fatalf("the service did not listen:\n%s", logs)
+	s := &service{URL: "http://" + addr, DatabaseURL: dbURL}
+	if err := testenv.WaitReady(s.URL, 60*time.Second, p); err != nil {
+		t.Fatalf("the service: %v\n%s", err, p.Out)
 	}
-	for deadline := time.Now().Add(30 * time.Second); ; {
-		resp, err := http.Get(s.URL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return s
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the service is not ready:\n%s", logs)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return s
 }
 
 // noEnv keeps the tests' environment (DATABASE_URL, ADMIN_TOKEN) out of
@@ -131,7 +75,7 @@ func noEnv(string) string { return "" }
 
 // mustRun runs loadgen with -json and returns its report. wantErr says
 // whether the run is expected to fail.
-func mustRun(t *testing.T, wantErr bool, args ...string) *Report {
+func mustRun(t *testing.T, wantErr bool, args ...string) *loadgen.Report {
 	t.Helper()
 	var stdout, stderr testenv.Buffer
 	err := run(context.Background(), append(args, "-json"), noEnv, &stdout, &stderr)
@@ -140,7 +84,7 @@ func mustRun(t *testing.T, wantErr bool, args ...string) *Report {
 			strings.Join(args, " "), err, wantErr, stdout.String(), stderr.String())
 	}
 	raw := []byte(stdout.String())
-	var rep Report
+	var rep loadgen.Report
 	if err := json.Unmarshal(raw, &rep); err != nil {
 		t.Fatalf("report is not JSON: %v\n%s", err, raw)
 	}
@@ -169,7 +113,7 @@ func checkJSONFields(t *testing.T, raw []byte) {
 }
 
 // checkSane checks what holds in every report.
-func checkSane(t *testing.T, r *Report) {
+func checkSane(t *testing.T, r *loadgen.Report) {
 	t.Helper()
 	var sum int64
 	for _, e := range r.Endpoints {
@@ -195,12 +139,13 @@ func checkSane(t *testing.T, r *Report) {
 	if r.DurationSeconds <= 0 || r.Totals.RPS <= 0 || len(r.Timeline) == 0 {
 		t.Errorf("duration %.2fs, %.1f req/s, %d seconds of timeline", r.DurationSeconds, r.Totals.RPS, len(r.Timeline))
 	}
-	if (r.Result == resultPass) != (len(r.Failures) == 0) {
+	if (r.Result == loadgen.ResultPass) != (len(r.Failures) == 0) {
 		t.Errorf("result %s with failures %q", r.Result, r.Failures)
 	}
 }
 
-func (r *Report) endpoint(t *testing.T, ep endpoint) EndpointReport {
+// endpointOf returns the report's figures of ep.
+func endpointOf(t *testing.T, r *loadgen.Report, ep loadgen.Endpoint) loadgen.EndpointReport {
 	t.Helper()
 	for _, e := range r.Endpoints {
 		if e.Endpoint == string(ep) {
@@ -208,7 +153,7 @@ func (r *Report) endpoint(t *testing.T, ep endpoint) EndpointReport {
 		}
 	}
 	t.Fatalf("no %s in the report: %+v", ep, r.Endpoints)
-	return EndpointReport{}
+	return loadgen.EndpointReport{}
 }
 
 // startTrivial runs serve-trivial in-process on a free port and returns its

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 	_ "github.com/jackc/pgx/v5/stdlib"
 )
@@ -25,7 +26,7 @@ func TestFlashSellsOut(t *testing.T) {
 		"-admin-token", testAdminToken, "-database-url", svc.DatabaseURL, "-duration", "45s", "-seed", "1",
 		"-html", htmlFile, "-cpuprofile", profFile)
 
-	if r.Result != resultPass || !r.SoldOut || r.EndedBy != "sold_out" {
+	if r.Result != loadgen.ResultPass || !r.SoldOut || r.EndedBy != "sold_out" {
 		t.Errorf("result %s, sold out %v, ended by %s; failures %q", r.Result, r.SoldOut, r.EndedBy, r.Failures)
 	}
 	if !r.Sale.Created || r.Sale.TotalItems != 200 || r.Sale.ItemsSold != 200 || r.ItemsSoldByRun != 200 {
@@ -34,16 +35,16 @@ func TestFlashSellsOut(t *testing.T) {
 	if tt := r.TimeToSellOutSeconds; tt == nil || *tt <= 0 || *tt > r.DurationSeconds+0.5 {
 		t.Errorf("time to sell out %v of a %.2fs load", tt, r.DurationSeconds)
 	}
-	if inv := r.Invariants; inv == nil || inv.Result != resultPass || inv.Check.SoldItems != 200 || inv.Check.Purchases != 200 {
+	if inv := r.Invariants; inv == nil || inv.Result != loadgen.ResultPass || inv.Check.SoldItems != 200 || inv.Check.Purchases != 200 {
 		t.Errorf("invariants %+v", inv)
 	}
-	for _, ep := range []endpoint{epCheckout, epPurchase} {
-		if e := r.endpoint(t, ep); e.Statuses["200"] == 0 {
+	for _, ep := range []loadgen.Endpoint{loadgen.EndpointCheckout, loadgen.EndpointPurchase} {
+		if e := endpointOf(t, r, ep); e.Statuses["200"] == 0 {
 			t.Errorf("%s: no 200 among %v", ep, e.Statuses)
 		}
 	}
 	// With more demand than items, some checkouts find their item sold.
-	if e := r.endpoint(t, epCheckout); e.Errors["item_sold"] == 0 {
+	if e := endpointOf(t, r, loadgen.EndpointCheckout); e.Errors["item_sold"] == 0 {
 		t.Errorf("no item_sold among checkout errors %v", e.Errors)
 	}
 	if r.DoubleFires == 0 || r.Totals.ServerErrors != 0 || len(r.ClientViolations) != 0 {
@@ -83,6 +84,28 @@ func checkHTML(t *testing.T, path string) {
 	}
 }
 
+// TestHTMLReport renders a report without a service: charts are there and
+// nothing is loaded from the network.
+func TestHTMLReport(t *testing.T) {
+	sold := []int{0, 40, 100}
+	r := &loadgen.Report{Profile: loadgen.ProfileFlash, Target: "http://127.0.0.1:1", Result: loadgen.ResultFail, Failures: []string{"<b>x</b>"},
+		Sale: loadgen.SaleReport{ID: 7, TotalItems: 100, ItemsSold: 100}}
+	for i := range 3 {
+		r.Timeline = append(r.Timeline, loadgen.Second{T: i, Requests: map[string]int64{string(loadgen.EndpointCheckout): int64(10 * i)},
+			P50Ms: map[string]float64{string(loadgen.EndpointCheckout): 1.5}, P99Ms: map[string]float64{string(loadgen.EndpointCheckout): 9}, ItemsSold: &sold[i]})
+	}
+	r.Endpoints = []loadgen.EndpointReport{{Endpoint: string(loadgen.EndpointCheckout), Requests: 30, Statuses: map[string]int64{"200": 30}}}
+	path := filepath.Join(t.TempDir(), "r.html")
+	if err := loadgen.WriteHTMLFile(path, r); err != nil {
+		t.Fatal(err)
+	}
+	checkHTML(t, path)
+	raw, _ := os.ReadFile(path)
+	if strings.Contains(string(raw), "<b>x</b>") {
+		t.Error("a failure was not escaped")
+	}
+}
+
 // TestSteadyAndOpen runs the closed-loop and the open-loop checkout profiles
 // briefly against the real service.
 func TestSteadyAndOpen(t *testing.T) {
@@ -90,11 +113,11 @@ func TestSteadyAndOpen(t *testing.T) {
 	t.Run("steady", func(t *testing.T) {
 		r := mustRun(t, false, "-target", svc.URL, "-profile", "steady", "-concurrency", "8", "-duration", "2s",
 			"-database-url", svc.DatabaseURL)
-		e := r.endpoint(t, epCheckout)
-		if r.Result != resultPass || r.EndedBy != "duration" || e.Statuses["200"] == 0 || e.Statuses["200"] != e.Requests {
+		e := endpointOf(t, r, loadgen.EndpointCheckout)
+		if r.Result != loadgen.ResultPass || r.EndedBy != "duration" || e.Statuses["200"] == 0 || e.Statuses["200"] != e.Requests {
 			t.Errorf("result %s, ended by %s, checkout statuses %v of %d, failures %q", r.Result, r.EndedBy, e.Statuses, e.Requests, r.Failures)
 		}
-		if r.Sale.ItemsSold != 0 || r.OpenLoop != nil || r.Invariants == nil || r.Invariants.Result != resultPass {
+		if r.Sale.ItemsSold != 0 || r.OpenLoop != nil || r.Invariants == nil || r.Invariants.Result != loadgen.ResultPass {
 			t.Errorf("sold %d, open loop %+v, invariants %+v", r.Sale.ItemsSold, r.OpenLoop, r.Invariants)
 		}
 	})
@@ -104,10 +127,10 @@ func TestSteadyAndOpen(t *testing.T) {
 		if o == nil {
 			t.Fatal("no open_loop in the report")
 		}
-		if o.Scheduled < 190 || o.Scheduled > 201 || o.Sent+o.Unsent != o.Scheduled || o.Sent != r.endpoint(t, epCheckout).Requests {
-			t.Errorf("open loop %+v, %d checkouts", o, r.endpoint(t, epCheckout).Requests)
+		if o.Scheduled < 190 || o.Scheduled > 201 || o.Sent+o.Unsent != o.Scheduled || o.Sent != endpointOf(t, r, loadgen.EndpointCheckout).Requests {
+			t.Errorf("open loop %+v, %d checkouts", o, endpointOf(t, r, loadgen.EndpointCheckout).Requests)
 		}
-		if r.Result != resultPass || r.Invariants != nil {
+		if r.Result != loadgen.ResultPass || r.Invariants != nil {
 			t.Errorf("result %s, invariants %+v, failures %q", r.Result, r.Invariants, r.Failures)
 		}
 	})
@@ -119,17 +142,17 @@ func TestRealistic(t *testing.T) {
 	svc := mustService(t)
 	r := mustRun(t, false, "-target", svc.URL, "-profile", "realistic", "-users", "40", "-think", "20ms", "-duration", "2s",
 		"-database-url", svc.DatabaseURL)
-	if r.Result != resultPass {
+	if r.Result != loadgen.ResultPass {
 		t.Errorf("result %s: %q", r.Result, r.Failures)
 	}
-	items, checkout := r.endpoint(t, epItems), r.endpoint(t, epCheckout)
+	items, checkout := endpointOf(t, r, loadgen.EndpointItems), endpointOf(t, r, loadgen.EndpointCheckout)
 	if items.Statuses["200"] == 0 || checkout.Statuses["200"] == 0 || items.Requests <= checkout.Requests {
 		t.Errorf("items %v, checkout %v: every visit browses, not every visit checks out", items.Statuses, checkout.Statuses)
 	}
-	if purchase := r.endpoint(t, epPurchase); purchase.Statuses["200"] == 0 || r.ItemsSoldByRun == 0 {
+	if purchase := endpointOf(t, r, loadgen.EndpointPurchase); purchase.Statuses["200"] == 0 || r.ItemsSoldByRun == 0 {
 		t.Errorf("purchases %v, %d items sold", purchase.Statuses, r.ItemsSoldByRun)
 	}
-	if inv := r.Invariants; inv == nil || inv.Result != resultPass || inv.Check.SoldItems != r.Sale.ItemsSold {
+	if inv := r.Invariants; inv == nil || inv.Result != loadgen.ResultPass || inv.Check.SoldItems != r.Sale.ItemsSold {
 		t.Errorf("invariants %+v, sale %+v", inv, r.Sale)
 	}
 }
@@ -165,7 +188,7 @@ func TestInvariantViolationFailsRun(t *testing.T) {
 func TestTrivialTarget(t *testing.T) {
 	url := startTrivial(t, 500)
 	r := mustRun(t, false, "-target", url, "-profile", "steady", "-concurrency", "8", "-duration", "1s")
-	if e := r.endpoint(t, epCheckout); e.Statuses["200"] != e.Requests || r.Sale.TotalItems != 500 {
+	if e := endpointOf(t, r, loadgen.EndpointCheckout); e.Statuses["200"] != e.Requests || r.Sale.TotalItems != 500 {
 		t.Errorf("checkout statuses %v of %d requests; sale %+v", e.Statuses, e.Requests, r.Sale)
 	}
 	r = mustRun(t, false, "-target", url, "-profile", "open", "-rate", "200", "-duration", "1s")
@@ -173,7 +196,7 @@ func TestTrivialTarget(t *testing.T) {
 		t.Errorf("open loop %+v", o)
 	}
 	// The trivial target answers items pages like the service.
-	page, res := (&client{base: url, hc: newHTTPClient(1, 0, 5*time.Second)}).items(context.Background(), r.Sale.ID, 450, 100)
+	page, res := loadgen.NewClient(loadgen.NewHTTPClient(1, 0, 5*time.Second), url).Items(context.Background(), r.Sale.ID, 450, 100)
 	if !res.OK() || len(page) != 50 || page[0].ID != r.Sale.ID*1_000_000+451 {
 		t.Errorf("items page: %s, %d items", res, len(page))
 	}

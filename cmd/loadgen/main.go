@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/flashsale/flashsale/internal/loadgen"
 )
 
 // Errors that set the exit status: errUsage is 2, errFailed (a broken
@@ -54,5 +56,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
-	return load(ctx, cfg, stdout, stderr)
+	rep, err := loadgen.Run(ctx, cfg.Config, stderr)
+	if err != nil {
+		return err
+	}
+	if err := loadgen.WriteReport(stdout, rep, cfg.JSON); err != nil {
+		return err
+	}
+	if cfg.HTMLFile != "" {
+		if err := loadgen.WriteHTMLFile(cfg.HTMLFile, rep); err != nil {
+			return err
+		}
+	}
+	if rep.Result != loadgen.ResultPass {
+		return fmt.Errorf("%w: %v", errFailed, rep.Failures)
+	}
+	return nil
 }

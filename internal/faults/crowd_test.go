@@ -5,14 +5,11 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,29 +19,23 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/internal/invariants"
+	"github.com/flashsale/flashsale/internal/loadgen"
 )
 
-// The flash crowd of cmd/loadgen's flash profile, as a library the scenarios
-// can steer: it spreads buyers over several instances, fails over when one
+// The flash crowd of loadgen's flash profile, with what the scenarios
+// steer: it spreads buyers over several instances, fails over when one
 // is gone, and records every answer — status, error code, Retry-After, time —
 // and every acknowledgement (200 checkouts and purchases), which the checks
 // then look for in PostgreSQL.
-
-// Codes the client gives requests without a usable answer.
-const (
-	codeTimeout   = "timeout"
-	codeTransport = "transport"
-	codeInvalid   = "invalid_response"
-)
 
 // answer is one request and what came back.
 type answer struct {
 	Start, End time.Time
 	Target     string // the instance's URL
-	Endpoint   string // "checkout", "purchase", "items"
+	Endpoint   loadgen.Endpoint
 	Status     int    // 0: no answer
-	Code       string // the JSON error code, or one of the client's
-	RetryAfter string
+	Code       string // the JSON error code, or one of the client's (loadgen.Code...)
+	RetryAfter time.Duration
 	Detail     string // transport error or undecodable body
 }
 
@@ -65,7 +56,7 @@ func (a answer) ok() bool { return a.Status >= 200 && a.Status < 300 && a.Code =
 // retryable: the request may succeed when sent again.
 func (a answer) retryable() bool {
 	switch a.Code {
-	case "service_unavailable", "overloaded", "purchase_in_progress", "rate_limited", codeTimeout, codeTransport:
+	case "service_unavailable", "overloaded", "purchase_in_progress", "rate_limited", loadgen.CodeTimeout, loadgen.CodeTransport:
 		return true
 	}
 	return a.Status == http.StatusServiceUnavailable || a.Status == http.StatusTooManyRequests
@@ -109,7 +100,7 @@ func (r *recorder) recovery(t time.Time, target string) (time.Duration, bool) {
 		if target != "" && a.Target != target {
 			continue
 		}
-		if a.Status > 0 && a.Status < 500 && !a.Start.Before(t) && (a.Endpoint == "checkout" || a.Endpoint == "purchase") {
+		if a.Status > 0 && a.Status < 500 && !a.Start.Before(t) && (a.Endpoint == loadgen.EndpointCheckout || a.Endpoint == loadgen.EndpointPurchase) {
 			if first.IsZero() || a.End.Before(first) {
 				first = a.End
 			}
@@ -122,6 +113,7 @@ func (r *recorder) recovery(t time.Time, target string) (time.Duration, bool) {
 // answer and, for the history check, every checkout and purchase.
 type client struct {
 	targets []string
+	api     []*loadgen.Client // one per target
 	hc      *http.Client
 	rec     *recorder
 	hist    *history
@@ -130,7 +122,7 @@ type client struct {
 // newClient returns a client whose requests time out after timeout: an
 // answer slower than that is a hang.
 func newClient(targets []string, timeout time.Duration) *client {
-	return &client{
+	c := &client{
 		targets: targets,
 		hc: &http.Client{
 			Timeout: timeout,
@@ -145,85 +137,46 @@ func newClient(targets []string, timeout time.Duration) *client {
 		rec:  &recorder{},
 		hist: newHistory(),
 	}
+	for _, t := range targets {
+		c.api = append(c.api, loadgen.NewClient(c.hc, t))
+	}
+	return c
 }
 
 func (c *client) close() { c.hc.CloseIdleConnections() }
 
-// do sends a request to target i and decodes a 2xx answer into out.
-func (c *client) do(i int, ep, method, path string, out any) (a answer) {
-	a = answer{Start: time.Now(), Target: c.targets[i], Endpoint: ep}
-	defer func() {
-		a.End = time.Now()
-		c.rec.add(a)
-	}()
-	req, err := http.NewRequest(method, c.targets[i]+path, nil)
-	if err != nil {
-		a.Code, a.Detail = codeTransport, err.Error()
-		return a
+// do sends a request to target i through send and records its answer.
+func (c *client) do(i int, ep loadgen.Endpoint, send func(*loadgen.Client) loadgen.Response) answer {
+	a := answer{Start: time.Now(), Target: c.targets[i], Endpoint: ep}
+	res := send(c.api[i])
+	a.End = time.Now()
+	a.Status, a.Code, a.RetryAfter = res.Status, res.Code, res.RetryAfter
+	if res.Err != nil {
+		a.Detail = res.Err.Error()
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
-			a.Code = codeTimeout
-		} else {
-			a.Code = codeTransport
-		}
-		a.Detail = err.Error()
-		return a
-	}
-	raw := readBody(resp.Body)
-	resp.Body.Close()
-	a.Status, a.RetryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
-	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(raw, &e) != nil || e.Error == "" {
-			a.Code, a.Detail = codeInvalid, fmt.Sprintf("%.200q", raw)
-		} else {
-			a.Code = e.Error
-		}
-		return a
-	}
-	if out != nil && json.Unmarshal(raw, out) != nil {
-		a.Code, a.Detail = codeInvalid, fmt.Sprintf("%.200q", raw)
-	}
+	c.rec.add(a)
 	return a
 }
 
-type checkoutAnswer struct {
-	Code       string `json:"code"`
-	ItemsCount int    `json:"items_count"`
-}
-
-type purchaseAnswer struct {
-	Success        bool            `json:"success"`
-	Items          []purchasedItem `json:"items"`
-	TotalPurchased int             `json:"total_purchased"`
-	FailedCount    int             `json:"failed_count"`
-}
-
-type purchasedItem struct {
-	ID   int64 `json:"id"`
-	Sold bool  `json:"sold"`
-}
-
 // has reports whether the result lists item, sold or failed.
-func (p purchaseAnswer) has(item int64) bool {
-	return slices.ContainsFunc(p.Items, func(it purchasedItem) bool { return it.ID == item })
+func has(p loadgen.PurchaseAnswer, item int64) bool {
+	return slices.ContainsFunc(p.Items, func(it loadgen.PurchasedItem) bool { return it.ID == item })
 }
 
-func (c *client) checkout(i int, user string, item int64) (checkoutAnswer, answer) {
-	var out checkoutAnswer
-	a := c.do(i, "checkout", http.MethodPost, "/checkout?user_id="+url.QueryEscape(user)+"&id="+strconv.FormatInt(item, 10), &out)
+func (c *client) checkout(i int, user string, item int64) (out loadgen.CheckoutAnswer, a answer) {
+	a = c.do(i, loadgen.EndpointCheckout, func(api *loadgen.Client) (res loadgen.Response) {
+		out, res = api.Checkout(context.Background(), user, item)
+		return res
+	})
 	c.hist.add(histOp{User: user, Item: item, Answer: a, Checkout: out})
 	return out, a
 }
 
-func (c *client) purchase(i int, code string) (purchaseAnswer, answer) {
-	var out purchaseAnswer
-	a := c.do(i, "purchase", http.MethodPost, "/purchase?code="+url.QueryEscape(code), &out)
+func (c *client) purchase(i int, code string) (out loadgen.PurchaseAnswer, a answer) {
+	a = c.do(i, loadgen.EndpointPurchase, func(api *loadgen.Client) (res loadgen.Response) {
+		out, res = api.Purchase(context.Background(), code)
+		return res
+	})
 	c.hist.add(histOp{Purchase: true, Code: code, Answer: a, Result: out})
 	return out, a
 }
@@ -235,11 +188,11 @@ type ledger struct {
 	// has its attempt row. mayRows counts those whose fate the client cannot
 	// know (no answer, 503, other 5xx): each may have one.
 	mustRows, mayRows int
-	accepted          map[string]map[int64]int  // code -> item -> 200 checkouts
-	purchases         map[string]purchaseAnswer // code -> its first 200 answer
-	sold              int                       // items 200 purchases reported sold
-	problems          []string                  // answers that contradict each other
-	races             []race                    // checkouts sent while their cart's purchase was in flight
+	accepted          map[string]map[int64]int          // code -> item -> 200 checkouts
+	purchases         map[string]loadgen.PurchaseAnswer // code -> its first 200 answer
+	sold              int                               // items 200 purchases reported sold
+	problems          []string                          // answers that contradict each other
+	races             []race                            // checkouts sent while their cart's purchase was in flight
 }
 
 // race is a checkout a buyer sent while its purchase of cart was in flight,
@@ -247,7 +200,7 @@ type ledger struct {
 type race struct {
 	cart string
 	item int64
-	out  checkoutAnswer
+	out  loadgen.CheckoutAnswer
 	a    answer
 }
 
@@ -258,7 +211,7 @@ func (l *ledger) raced(r race) {
 }
 
 func newLedger() *ledger {
-	return &ledger{accepted: map[string]map[int64]int{}, purchases: map[string]purchaseAnswer{}}
+	return &ledger{accepted: map[string]map[int64]int{}, purchases: map[string]loadgen.PurchaseAnswer{}}
 }
 
 func (l *ledger) problem(format string, args ...any) {
@@ -268,7 +221,7 @@ func (l *ledger) problem(format string, args ...any) {
 }
 
 // checkedOut notes a checkout's answer.
-func (l *ledger) checkedOut(item int64, out checkoutAnswer, a answer) {
+func (l *ledger) checkedOut(item int64, out loadgen.CheckoutAnswer, a answer) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch {
@@ -290,7 +243,7 @@ func (l *ledger) checkedOut(item int64, out checkoutAnswer, a answer) {
 // purchased notes a 200 purchase answer and returns the items it sold, none
 // when it replays an earlier answer (which must then be the same), and the
 // items it failed to sell.
-func (l *ledger) purchased(code string, p purchaseAnswer) (sold, failed []int64) {
+func (l *ledger) purchased(code string, p loadgen.PurchaseAnswer) (sold, failed []int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if p.TotalPurchased+p.FailedCount != len(p.Items) || p.Success != (p.TotalPurchased > 0) {
@@ -320,43 +273,13 @@ func (l *ledger) soldCount() int {
 	return l.sold
 }
 
-// pool is the items the crowd believes unsold.
-type pool struct {
-	mu  sync.Mutex
-	ids []int64
-	pos map[int64]int
-}
-
-func newPool(saleID int64, n int) *pool {
-	p := &pool{pos: make(map[int64]int, n)}
-	for i := 1; i <= n; i++ {
-		id := saleID*1_000_000 + int64(i)
-		p.pos[id] = len(p.ids)
-		p.ids = append(p.ids, id)
+// newPool returns the n items of sale saleID, all believed unsold.
+func newPool(saleID int64, n int) *loadgen.ItemPool {
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = saleID*1_000_000 + int64(i+1)
 	}
-	return p
-}
-
-func (p *pool) pick(rng *mrand.Rand) (int64, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if len(p.ids) == 0 {
-		return 0, false
-	}
-	return p.ids[rng.IntN(len(p.ids))], true
-}
-
-// remove takes id out and returns how many are left.
-func (p *pool) remove(id int64) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if i, ok := p.pos[id]; ok {
-		last := p.ids[len(p.ids)-1]
-		p.ids[i], p.pos[last] = last, i
-		p.ids = p.ids[:len(p.ids)-1]
-		delete(p.pos, id)
-	}
-	return len(p.ids)
+	return loadgen.NewItemPool(ids)
 }
 
 // Flash-crowd behaviour, as cmd/loadgen's flash profile, and buyers who race
@@ -375,7 +298,7 @@ type crowd struct {
 	c      *client
 	led    *ledger
 	saleID int64
-	pool   *pool
+	pool   *loadgen.ItemPool
 	runID  string
 	seed   uint64
 
@@ -447,11 +370,11 @@ func (cr *crowd) pause(d time.Duration) {
 // retryWait is how long to wait after a retryable answer: Retry-After, at
 // most a second; a short pause otherwise.
 func retryWait(a answer) time.Duration {
-	if s, err := strconv.Atoi(a.RetryAfter); err == nil && s > 0 {
-		return min(time.Duration(s)*time.Second, maxRetryWait)
+	if a.RetryAfter > 0 {
+		return min(a.RetryAfter, maxRetryWait)
 	}
 	switch a.Code {
-	case codeTransport, codeTimeout:
+	case loadgen.CodeTransport, loadgen.CodeTimeout:
 		return 200 * time.Millisecond
 	case "purchase_in_progress":
 		return 50 * time.Millisecond
@@ -468,7 +391,7 @@ type buyer struct {
 }
 
 func (cr *crowd) failover(b *buyer, a answer) {
-	if a.Code == codeTransport || a.Code == codeTimeout {
+	if a.Code == loadgen.CodeTransport || a.Code == loadgen.CodeTimeout {
 		b.home = (b.home + 1) % len(cr.c.targets)
 	}
 }
@@ -496,7 +419,7 @@ func (cr *crowd) user(n int) {
 func (cr *crowd) fillCart(b *buyer, k int) (code string, inCart map[int64]bool) {
 	inCart = map[int64]bool{}
 	for failures, draws := 0, 0; len(inCart) < k && failures < maxFailures && !cr.stopped(); draws++ {
-		item, ok := cr.pool.pick(b.rng)
+		item, ok := cr.pool.Pick(b.rng)
 		if !ok || draws > 64*k {
 			return code, inCart
 		}
@@ -524,7 +447,7 @@ func (cr *crowd) fillCart(b *buyer, k int) (code string, inCart map[int64]bool) 
 }
 
 func (cr *crowd) itemSold(id int64) {
-	if cr.pool.remove(id) == 0 {
+	if cr.pool.Remove(id) == 0 {
 		cr.end() // sold out
 	}
 	select {
@@ -543,7 +466,7 @@ func (cr *crowd) buy(b *buyer, code string, inCart map[int64]bool) (int, bool) {
 	}
 	racing := b.rng.Float64() < raceShare
 	for range buyAttempts {
-		outs := make([]purchaseAnswer, fires)
+		outs := make([]loadgen.PurchaseAnswer, fires)
 		as := make([]answer, fires)
 		var wg sync.WaitGroup
 		if racing {
@@ -594,7 +517,7 @@ func (cr *crowd) buy(b *buyer, code string, inCart map[int64]bool) (int, bool) {
 // pickNew picks an item the crowd believes unsold that is not in the cart.
 func (cr *crowd) pickNew(b *buyer, inCart map[int64]bool) (int64, bool) {
 	for range 64 {
-		item, ok := cr.pool.pick(b.rng)
+		item, ok := cr.pool.Pick(b.rng)
 		if !ok {
 			return 0, false
 		}
@@ -649,7 +572,7 @@ func (l *ledger) raceFigures() raceFigures {
 			f.IntoCart++
 			if p, ok := l.purchases[r.cart]; !ok {
 				f.Unresolved++
-			} else if !p.has(r.item) {
+			} else if !has(p, r.item) {
 				f.Lost++
 			}
 		}
@@ -810,7 +733,7 @@ func checkSale(t *testing.T, db *sql.DB, saleID int64, led *ledger, soldOut bool
 			continue
 		}
 		for item := range items {
-			if !p.has(item) {
+			if !has(p, item) {
 				if lostAcks++; lostAcks <= 5 {
 					t.Errorf("item %d was acknowledged into cart %s, and the purchase of %s does not list it (sold or failed): %+v", item, code, code, p)
 				}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -80,7 +81,7 @@ func failOverMidCrowd(t *testing.T, d *deployment, dbURL, scenario string, kill 
 
 	lost := 0
 	for _, a := range d.c.rec.all() {
-		if a.Endpoint == "purchase" && a.Status == http.StatusNotFound && a.Start.After(killAt) {
+		if a.Endpoint == loadgen.EndpointPurchase && a.Status == http.StatusNotFound && a.Start.After(killAt) {
 			lost++
 		}
 	}

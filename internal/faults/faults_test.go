@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 	"github.com/redis/go-redis/v9"
 )
@@ -314,7 +315,7 @@ func TestPostgresRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	upAt := time.Now()
-	readyAgain := waitReady(base, time.Minute, nil)
+	readyAgain := testenv.WaitReady(base, time.Minute, nil)
 	readyAt := time.Now()
 	cr.wait()
 	stopCanaryAfter(stopCanary, upAt)
@@ -621,8 +622,11 @@ func TestOverload(t *testing.T) {
 			rng := mrand.New(mrand.NewPCG(uint64(h), uint64(from.UnixNano())))
 			for n := 0; hctx.Err() == nil; n++ {
 				if n%2 == 0 {
-					path := fmt.Sprintf("/sales/%d/items?offset=%d&limit=1000", d.saleID, rng.IntN(max(sz.Items-1000, 1)))
-					hammer.do(0, "items", http.MethodGet, path, nil)
+					offset := rng.IntN(max(sz.Items-1000, 1))
+					hammer.do(0, loadgen.EndpointItems, func(api *loadgen.Client) loadgen.Response {
+						_, res := api.Items(context.Background(), d.saleID, offset, 1000)
+						return res
+					})
 				} else {
 					item := d.saleID*1_000_000 + 1 + int64(rng.IntN(sz.Items))
 					out, a := hammer.checkout(0, fmt.Sprintf("hammer-%d-%d", h, n), item)

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -56,10 +57,6 @@ func binary(t *testing.T, pkg string) string {
 	return testenv.Command(t, pkg)
 }
 
-func serviceBinary(t *testing.T) string {
-	return binary(t, "github.com/flashsale/flashsale/cmd/flashsale")
-}
-
 // instance is one process of the service on a fixed loopback port, so that
 // it comes back at the same address when restarted.
 type instance struct {
@@ -67,12 +64,10 @@ type instance struct {
 	Port int
 	env  []string
 	bin  string
-	log  *testenv.Buffer
+	log  *testenv.Buffer // the output of every process it ran
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{}
-	state  *os.ProcessState
+	mu sync.Mutex
+	p  *testenv.Process // the last one started
 }
 
 // deployEnv is the environment every instance of a deployment shares.
@@ -100,19 +95,12 @@ func deployEnv(dbURL, redisURL, prefix string, extra map[string]string) map[stri
 // test ends.
 func newInstance(t *testing.T, name string, env map[string]string) *instance {
 	t.Helper()
-	in := &instance{Name: name, Port: testenv.FreePort(t), bin: serviceBinary(t), log: &testenv.Buffer{}}
+	in := &instance{Name: name, Port: testenv.FreePort(t), bin: testenv.ServiceBinary(t), log: &testenv.Buffer{}}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		in.env = append(in.env, k+"="+env[k])
 	}
 	in.env = append(in.env, "HTTP_ADDR=127.0.0.1:"+strconv.Itoa(in.Port), "PATH="+os.Getenv("PATH"))
 	t.Cleanup(func() {
-		if in.running() {
-			in.signal(syscall.SIGTERM)
-			if _, ok := in.wait(30 * time.Second); !ok {
-				in.kill()
-				t.Errorf("%s did not stop on SIGTERM", in.Name)
-			}
-		}
 		if dir := os.Getenv("FLASHSALE_FAULTS_LOGDIR"); dir != "" {
 			// Every instance's whole log, for a closer look.
 			name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+in.Name+".log")
@@ -144,96 +132,54 @@ func (in *instance) URL() string { return "http://127.0.0.1:" + strconv.Itoa(in.
 // start runs the process and waits until /readyz answers 200.
 func (in *instance) start(t *testing.T) {
 	t.Helper()
-	in.mu.Lock()
 	cmd := exec.Command(in.bin)
 	cmd.Env = in.env
 	cmd.Stdout, cmd.Stderr = in.log, in.log
 	fmt.Fprintf(in.log, "---- %s starting\n", in.Name)
-	if err := cmd.Start(); err != nil {
-		in.mu.Unlock()
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		in.mu.Lock()
-		in.state = cmd.ProcessState
-		in.mu.Unlock()
-		close(exited)
-	}()
-	in.cmd, in.exited, in.state = cmd, exited, nil
+	p := testenv.MustStartProcess(t, in.Name, cmd)
+	t.Cleanup(func() {
+		if !p.Stop(30 * time.Second) {
+			t.Errorf("%s did not stop on SIGTERM", in.Name)
+		}
+	})
+	in.mu.Lock()
+	in.p = p
 	in.mu.Unlock()
-	if err := waitReady(in.URL(), 60*time.Second, exited); err != nil {
+	if err := testenv.WaitReady(in.URL(), 60*time.Second, p); err != nil {
 		t.Fatalf("%s: %v\n%s", in.Name, err, in.log)
 	}
 }
 
-// waitReady polls /readyz until it answers 200.
-func waitReady(base string, timeout time.Duration, exited <-chan struct{}) error {
-	hc := &http.Client{Timeout: 2 * time.Second}
-	for deadline := time.Now().Add(timeout); ; {
-		resp, err := hc.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s (last: %v)", timeout, err)
-		}
-		select {
-		case <-exited:
-			return fmt.Errorf("exited before it was ready")
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-func (in *instance) running() bool {
+// proc is the last process started, nil before the first.
+func (in *instance) proc() *testenv.Process {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	if in.cmd == nil {
-		return false
-	}
-	select {
-	case <-in.exited:
-		return false
-	default:
-		return true
-	}
+	return in.p
 }
 
 func (in *instance) signal(sig syscall.Signal) {
-	in.mu.Lock()
-	defer in.mu.Unlock()
-	if in.cmd != nil {
-		_ = in.cmd.Process.Signal(sig)
+	if p := in.proc(); p != nil {
+		p.Signal(sig)
 	}
 }
 
 // kill kills the process with SIGKILL and waits for it.
 func (in *instance) kill() {
-	in.signal(syscall.SIGKILL)
-	in.wait(time.Minute)
+	if p := in.proc(); p != nil {
+		p.Kill()
+	}
 }
 
 // wait waits for the process to exit; false on timeout.
 func (in *instance) wait(timeout time.Duration) (*os.ProcessState, bool) {
-	in.mu.Lock()
-	exited := in.exited
-	in.mu.Unlock()
-	if exited == nil {
+	p := in.proc()
+	if p == nil {
 		return nil, true
 	}
-	select {
-	case <-exited:
-		in.mu.Lock()
-		defer in.mu.Unlock()
-		return in.state, true
-	case <-time.After(timeout):
+	if !p.Wait(timeout) {
 		return nil, false
 	}
+	return p.State(), true
 }
 
 // createSale creates a sale of n items starting now through the admin API.
@@ -337,7 +283,7 @@ func (s *summary) report(t *testing.T) []answer {
 	statuses := map[string]int{}
 	ok := 0
 	for _, a := range during {
-		statuses[a.Endpoint+" "+a.label()]++
+		statuses[string(a.Endpoint)+" "+a.label()]++
 		if a.Status >= 200 && a.Status < 300 {
 			ok++
 		}
@@ -378,11 +324,11 @@ func checkAnswers(t *testing.T, rec *recorder, bound time.Duration) {
 		switch {
 		case a.Status >= 500 && a.Status != http.StatusServiceUnavailable:
 			problem = "a 5xx other than 503"
-		case (a.Status == http.StatusServiceUnavailable || a.Status == http.StatusTooManyRequests) && a.RetryAfter == "":
+		case (a.Status == http.StatusServiceUnavailable || a.Status == http.StatusTooManyRequests) && a.RetryAfter == 0:
 			problem = "no Retry-After"
-		case a.Code == codeInvalid:
+		case a.Code == loadgen.CodeInvalidResponse:
 			problem = "not the API's JSON"
-		case a.Code == codeTimeout:
+		case a.Code == loadgen.CodeTimeout:
 			problem = "no answer within the client's timeout (a hang)"
 		case bound > 0 && a.End.Sub(a.Start) > bound:
 			problem = fmt.Sprintf("answered after %s, past the bound of %s", a.End.Sub(a.Start).Round(time.Millisecond), bound)

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/flashsale/flashsale/internal/loadgen"
 )
 
 // The history check, as Jepsen-style testing does it: the client records
@@ -62,8 +64,8 @@ type histOp struct {
 	Item     int64  // checkout: the item
 	Code     string // purchase: the code purchased
 	Answer   answer
-	Checkout checkoutAnswer // checkout answered 200
-	Result   purchaseAnswer // purchase answered 200
+	Checkout loadgen.CheckoutAnswer // checkout answered 200
+	Result   loadgen.PurchaseAnswer // purchase answered 200
 }
 
 func (h *history) add(op histOp) {
@@ -122,9 +124,9 @@ func classify(a answer) (e effect, bounded bool) {
 }
 
 // canonicalResult is a purchase result whose replays must be the same.
-func canonicalResult(p purchaseAnswer) (items []int64, result string) {
+func canonicalResult(p loadgen.PurchaseAnswer) (items []int64, result string) {
 	its := slices.Clone(p.Items)
-	slices.SortFunc(its, func(a, b purchasedItem) int { return cmp.Compare(a.ID, b.ID) })
+	slices.SortFunc(its, func(a, b loadgen.PurchasedItem) int { return cmp.Compare(a.ID, b.ID) })
 	var b strings.Builder
 	for i, it := range its {
 		items = append(items, it.ID)
@@ -573,13 +575,13 @@ func TestCartModel(t *testing.T) {
 	ok := answer{Status: 200}
 	checkout := func(from, to int, item int64, a answer, code string, n int) histOp {
 		a.Start, a.End = at(from), at(to)
-		return histOp{User: "u", Item: item, Answer: a, Checkout: checkoutAnswer{Code: code, ItemsCount: n}}
+		return histOp{User: "u", Item: item, Answer: a, Checkout: loadgen.CheckoutAnswer{Code: code, ItemsCount: n}}
 	}
 	purchase := func(from, to int, code string, a answer, items ...int64) histOp {
 		a.Start, a.End = at(from), at(to)
-		p := purchaseAnswer{}
+		p := loadgen.PurchaseAnswer{}
 		for _, id := range items {
-			p.Items = append(p.Items, purchasedItem{ID: id, Sold: id%2 == 1})
+			p.Items = append(p.Items, loadgen.PurchasedItem{ID: id, Sold: id%2 == 1})
 			if id%2 == 1 {
 				p.TotalPurchased++
 			} else {
@@ -631,7 +633,7 @@ func TestCartModel(t *testing.T) {
 			checkout(0, 1, 1, ok, "A", 1), checkout(2, 3, 2, unavailable, "", 0), checkout(4, 5, 3, ok, "A", 3), purchase(6, 7, "A", ok, 1, 3),
 		}, false},
 		{"a timed-out purchase may have happened, and its replay shows it", []histOp{
-			checkout(0, 1, 1, ok, "A", 1), purchase(2, 3, "A", answer{Code: codeTimeout}),
+			checkout(0, 1, 1, ok, "A", 1), purchase(2, 3, "A", answer{Code: loadgen.CodeTimeout}),
 			checkout(4, 5, 2, ok, "B", 1), purchase(6, 7, "A", ok, 1),
 		}, true},
 		{"a checkout accepted twice into one cart", []histOp{

@@ -12,36 +12,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
-// loadgenReport is the part of cmd/loadgen's -json report the scenario
-// reads (its fields are documented in cmd/loadgen/doc.go).
-type loadgenReport struct {
-	Target    string    `json:"target"`
-	StartedAt time.Time `json:"started_at"`
-	EndedBy   string    `json:"ended_by"`
-	SoldOut   bool      `json:"sold_out"`
-	Totals    struct {
-		Requests int64 `json:"requests"`
-	} `json:"totals"`
-	Endpoints []struct {
-		Endpoint string           `json:"endpoint"`
-		Statuses map[string]int64 `json:"statuses"`
-		Errors   map[string]int64 `json:"errors"`
-	} `json:"endpoints"`
-	ClientViolations []string `json:"client_violations"`
-	Invariants       *struct {
-		Result string `json:"result"`
-	} `json:"invariants"`
-	Timeline []struct {
-		T        int              `json:"t"`
-		Requests map[string]int64 `json:"requests"`
-		Errors   int64            `json:"errors"`
-	} `json:"timeline"`
-	Result   string   `json:"result"`
-	Failures []string `json:"failures"`
-	RunErr   error    `json:"-"` // how the process exited: nil for 0
+// loadgenRun is cmd/loadgen's -json report and how its process exited.
+type loadgenRun struct {
+	*loadgen.Report
+	RunErr error // nil for status 0
 }
 
 // Scenario 1 under the real load generator: cmd/loadgen's flash profile
@@ -99,8 +77,8 @@ func TestKillOneOfThreeUnderLoadgen(t *testing.T) {
 	checkSale(t, db, d.saleID, nil, true)
 }
 
-// loadgen is cmd/loadgen running as a process, its report written as JSON.
-type loadgen struct {
+// loadgenProc is cmd/loadgen running as a process, its report written as JSON.
+type loadgenProc struct {
 	cmd            *exec.Cmd
 	stdout, stderr testenv.Buffer
 	exited         chan struct{} // closed once the process has exited
@@ -109,9 +87,9 @@ type loadgen struct {
 
 // startLoadgen runs cmd/loadgen with args (and -json, and -timeout
 // clientTimeout); it is killed at the end of the test if still running.
-func startLoadgen(t *testing.T, args ...string) *loadgen {
+func startLoadgen(t *testing.T, args ...string) *loadgenProc {
 	t.Helper()
-	lg := &loadgen{exited: make(chan struct{})}
+	lg := &loadgenProc{exited: make(chan struct{})}
 	lg.cmd = exec.Command(binary(t, "github.com/flashsale/flashsale/cmd/loadgen"), append(args, "-timeout", clientTimeout.String(), "-json")...)
 	lg.cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
 	lg.cmd.Stdout, lg.cmd.Stderr = &lg.stdout, &lg.stderr
@@ -135,15 +113,15 @@ func startLoadgen(t *testing.T, args ...string) *loadgen {
 
 // wait waits up to timeout for loadgen to exit and returns its report; the
 // run's exit status is the report's RunErr.
-func (lg *loadgen) wait(t *testing.T, timeout time.Duration) *loadgenReport {
+func (lg *loadgenProc) wait(t *testing.T, timeout time.Duration) *loadgenRun {
 	t.Helper()
 	select {
 	case <-lg.exited:
 	case <-time.After(timeout):
 		t.Fatalf("loadgen did not finish within %s\n%s", timeout, lg.stderr.String())
 	}
-	rep := &loadgenReport{RunErr: lg.err}
-	if err := json.Unmarshal([]byte(lg.stdout.String()), rep); err != nil {
+	rep := &loadgenRun{Report: &loadgen.Report{}, RunErr: lg.err}
+	if err := json.Unmarshal([]byte(lg.stdout.String()), rep.Report); err != nil {
 		t.Fatalf("loadgen report: %v (exit: %v)\n%s\n%s", err, lg.err, lg.stdout.String(), lg.stderr.String())
 	}
 	return rep
@@ -152,19 +130,19 @@ func (lg *loadgen) wait(t *testing.T, timeout time.Duration) *loadgenReport {
 // check fails the test unless loadgen's verdict is PASS: exit 0, no 5xx but
 // 503, no guarantee broken as its clients saw them, and the invariants
 // checked in PostgreSQL (-database-url) PASS.
-func (rep *loadgenReport) check(t *testing.T) {
+func (rep *loadgenRun) check(t *testing.T) {
 	t.Helper()
-	if rep.RunErr != nil || rep.Result != "PASS" {
+	if rep.RunErr != nil || rep.Result != loadgen.ResultPass {
 		t.Errorf("loadgen: %v, result %s, failures %q, client violations %q", rep.RunErr, rep.Result, rep.Failures, rep.ClientViolations)
 	}
-	if rep.Invariants == nil || rep.Invariants.Result != "PASS" {
+	if rep.Invariants == nil || rep.Invariants.Result != loadgen.ResultPass {
 		t.Errorf("loadgen's invariant check: %+v", rep.Invariants)
 	}
 }
 
 // statuses counts the run's answers by endpoint and status, and the
 // requests without an answer by endpoint and "timeout" or "transport".
-func (rep *loadgenReport) statuses() map[string]int64 {
+func (rep *loadgenRun) statuses() map[string]int64 {
 	statuses := map[string]int64{}
 	for _, e := range rep.Endpoints {
 		for k, n := range e.Statuses {
@@ -180,7 +158,7 @@ func (rep *loadgenReport) statuses() map[string]int64 {
 }
 
 // String sums the run up: requests, statuses, how it ended, its verdict.
-func (rep *loadgenReport) String() string {
+func (rep *loadgenRun) String() string {
 	statuses := rep.statuses()
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(statuses)) {

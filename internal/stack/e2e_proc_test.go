@@ -4,7 +4,6 @@ package stack
 // their output for failure messages.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net"
@@ -13,7 +12,6 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -63,12 +61,9 @@ func (b *tailBuffer) tail(n int, skip string) string {
 
 // proc is a child process whose output goes to a tailBuffer.
 type proc struct {
-	name string
+	*testenv.Process
 	skip string // output lines containing it are left out of failure messages
-	cmd  *exec.Cmd
 	out  *tailBuffer
-	done chan struct{} // closed when the process has exited and been waited for
-	err  error         // Wait's result, once done is closed
 }
 
 // startProc starts bin with args and env (the whole environment: nothing is inherited)
@@ -77,61 +72,38 @@ type proc struct {
 // tail of its output is logged if owner failed. t is the running (sub)test.
 func startProc(t, owner *testing.T, name, dir string, env []string, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &tailBuffer{max: 256 << 10}, done: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Dir = dir
-	p.cmd.Env = env
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	// Killed with the test binary should it die without running its cleanups.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s (%s): %v", name, bin, err)
+	p := &proc{out: &tailBuffer{max: 256 << 10}}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	cmd.Stdout = p.out
+	cmd.Stderr = p.out
+	var err error
+	if p.Process, err = testenv.StartProcess(name, cmd); err != nil {
+		t.Fatal(err)
 	}
-	go func() {
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
 	owner.Cleanup(func() {
 		p.stop(owner, 15*time.Second)
 		if owner.Failed() {
 			owner.Logf("---- %s (pid %d) output, last lines ----\n%s\n---- end of %s output ----",
-				name, p.cmd.Process.Pid, p.out.tail(80, p.skip), name)
+				name, p.Pid(), p.out.tail(80, p.skip), name)
 		}
 	})
 	return p
 }
 
-// exited reports whether the process has ended, and how.
-func (p *proc) exited() (bool, error) {
-	select {
-	case <-p.done:
-		return true, p.err
-	default:
-		return false, nil
-	}
-}
-
 // stop sends SIGTERM, waits up to grace, then SIGKILLs and waits. Idempotent.
 func (p *proc) stop(t *testing.T, grace time.Duration) {
 	t.Helper()
-	if done, _ := p.exited(); done {
-		return
+	if !p.Stop(grace) {
+		t.Logf("%s did not exit within %s of SIGTERM: killed it", p.Name, grace)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return
-	case <-time.After(grace):
-	}
-	t.Logf("%s did not exit within %s of SIGTERM: killing it", p.name, grace)
-	_ = p.cmd.Process.Kill()
-	<-p.done
 }
 
 // describeExit is a failure message for a process that ended too early.
 func (p *proc) describeExit() string {
-	return fmt.Sprintf("%s exited unexpectedly (%v); its last output:\n%s", p.name, p.err, p.out.tail(40, p.skip))
+	_, err := p.Exited()
+	return fmt.Sprintf("%s exited unexpectedly (%v); its last output:\n%s", p.Name, err, p.out.tail(40, p.skip))
 }
 
 // ports hands out free loopback TCP ports, never the same one twice in a test.
@@ -199,41 +171,6 @@ func lookBinary(t *testing.T, envVar, def, hint string) string {
 	return ""
 }
 
-// startRedis starts a throwaway redis-server on port with its data in dir, and waits for
-// it to answer PING. owner: as for startProc.
-func startRedis(t, owner *testing.T, bin string, port int, dir string) *proc {
-	t.Helper()
-	p := startProc(t, owner, "redis-server", dir, baseEnv(), bin,
-		"--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--protected-mode", "yes", "--loglevel", "warning")
-	waitFor(t, 20*time.Second, "redis-server to answer PING on "+loopback(port), []*proc{p}, func() (bool, string) {
-		err := redisPing(loopback(port))
-		return err == nil, fmt.Sprint(err)
-	})
-	return p
-}
-
-// redisPing sends one inline PING.
-func redisPing(addr string) error {
-	c, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
-		return err
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		return err
-	}
-	if strings.TrimSpace(line) != "+PONG" {
-		return fmt.Errorf("PING answered %q", line)
-	}
-	return nil
-}
-
 // httpStatus GETs url and returns the status code.
 func httpStatus(url string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -267,7 +204,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, watch []*proc, co
 			if p == nil { // not started yet
 				continue
 			}
-			if done, _ := p.exited(); done {
+			if done, _ := p.Exited(); done {
 				t.Fatalf("waiting for %s: %s", what, p.describeExit())
 			}
 		}

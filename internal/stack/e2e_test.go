@@ -41,6 +41,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/flashsale/flashsale/internal/loadgen"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
@@ -69,10 +70,8 @@ type e2eStack struct {
 	owner      *testing.T // the top-level test, which owns the processes
 	root       string
 	tmp        string
-	redisBin   string
 	promBin    string
-	redisPort  int
-	redis      *proc
+	redis      *testenv.RedisServer // the outage check stops and restarts it
 	collector  *proc
 	app        *proc
 	prometheus *proc // the service's /metrics and the collector's own telemetry
@@ -112,13 +111,12 @@ func TestStack(t *testing.T) {
 	begin := time.Now()
 	otelcol := lookBinary(t, "FLASHSALE_OTELCOL", "", "path of the collector binary; `scripts/collector.sh build` builds it and prints it")
 	promBin := lookBinary(t, "FLASHSALE_PROMETHEUS", "prometheus", "apt-get install prometheus")
-	redisBin := lookBinary(t, "FLASHSALE_REDIS_SERVER", "redis-server", "apt-get install redis-server")
 	dbURL := testenv.MustDatabase(t)
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &e2eStack{owner: t, root: root, tmp: t.TempDir(), redisBin: redisBin, promBin: promBin}
+	s := &e2eStack{owner: t, root: root, tmp: t.TempDir(), promBin: promBin}
 	s.start(t, otelcol, dbURL)
 	s.timing("stack up", time.Since(begin))
 	t.Logf("stack up in %s (service %s, collector %s/%s, prometheus %s, prometheus-otlp %s)", time.Since(begin).Round(time.Millisecond),
@@ -141,7 +139,7 @@ func TestStack(t *testing.T) {
 	if len(items) != e2eSaleItems || sl.TotalItems != e2eSaleItems {
 		t.Fatalf("sale %d: total_items %d, %d items listed; want %d (SALE_ITEMS)", sl.ID, sl.TotalItems, len(items), e2eSaleItems)
 	}
-	var one sale
+	var one loadgen.Sale
 	if err := s.api.getJSON(fmt.Sprintf("/sales/%d", sl.ID), &one); err != nil || one.ID != sl.ID {
 		t.Fatalf("GET /sales/%d: %+v, %v", sl.ID, one, err)
 	}
@@ -204,14 +202,9 @@ func (s *e2eStack) start(t *testing.T, otelcol, dbURL string) {
 	t.Helper()
 	pp := &ports{t: t, used: map[int]bool{}}
 
-	appBin := testenv.Command(t, "github.com/flashsale/flashsale/cmd/flashsale")
+	appBin := testenv.ServiceBinary(t)
 
-	// The test's own Redis: the outage check stops and restarts it.
-	s.redisPort = pp.next()
-	if err := os.Mkdir(filepath.Join(s.tmp, "redis"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s.redis = startRedis(t, t, s.redisBin, s.redisPort, filepath.Join(s.tmp, "redis"))
+	s.redis = testenv.StartRedis(t)
 
 	// The collector, traces to the in-process sink.
 	var sinkAddr string
@@ -249,7 +242,7 @@ func (s *e2eStack) start(t *testing.T, otelcol, dbURL string) {
 	s.app = startProc(t, t, "flashsale", s.tmp, baseEnv(
 		"HTTP_ADDR="+app,
 		"DATABASE_URL="+dbURL,
-		"REDIS_URL=redis://"+loopback(s.redisPort)+"/0",
+		"REDIS_URL="+s.redis.URL(),
 		"ADMIN_TOKEN=e2e-admin-token",
 		"SALE_ITEMS="+strconv.Itoa(e2eSaleItems),
 		"SHUTDOWN_TIMEOUT=5s",
@@ -365,16 +358,16 @@ func checkCollectorEnv(t *testing.T, path string, set map[string]string) {
 
 // activeSale returns the running sale, waiting for the next one when it ends within 90s
 // (the traffic must not straddle a sale rotation).
-func (s *e2eStack) activeSale(t *testing.T) sale {
+func (s *e2eStack) activeSale(t *testing.T) loadgen.Sale {
 	t.Helper()
-	var sl sale
+	var sl loadgen.Sale
 	if err := s.api.getJSON("/sales/active", &sl); err != nil {
 		t.Fatal(err)
 	}
 	if left := time.Until(sl.EndedAt); left < 90*time.Second {
 		t.Logf("sale %d ends in %s: waiting for the next one", sl.ID, left.Round(time.Second))
 		s.waitFor(t, left+time.Minute, "the next sale", func() (bool, string) {
-			var next sale
+			var next loadgen.Sale
 			err := s.api.getJSON("/sales/active", &next)
 			if err == nil && next.ID != sl.ID {
 				sl = next
@@ -428,7 +421,7 @@ func (s *e2eStack) checkTargets(t *testing.T, name string, prom *promClient, tar
 // checkCounters: the service's counters equal the traffic's tally on the direct scrape
 // (exactly, at the first scrape after the traffic) and through the collector
 // (eventually), and the sale gauges and items-sold counter equal the sale's state.
-func (s *e2eStack) checkCounters(t *testing.T, trafficEnd time.Time, sl sale) {
+func (s *e2eStack) checkCounters(t *testing.T, trafficEnd time.Time, sl loadgen.Sale) {
 	ta := s.api.tally
 	s.waitFor(t, 30*time.Second, "a scrape of the service after the traffic", func() (bool, string) {
 		v, err := s.prom.query(`timestamp(checkout_attempts_total{job="flashsale"})`)
@@ -795,7 +788,7 @@ func (s *e2eStack) checkRedisOutage(t *testing.T, item int64) {
 	}
 
 	stopped := time.Now()
-	s.redis.stop(t, 10*time.Second)
+	s.redis.Kill()
 	t.Logf("redis-server stopped")
 
 	var answer string
@@ -827,7 +820,9 @@ func (s *e2eStack) checkRedisOutage(t *testing.T, item int64) {
 	t.Logf("FlashsaleRedisUnreachable firing %s after Redis stopped (waited %s)", toFire.Round(time.Millisecond), fire.Round(time.Millisecond))
 
 	restarted := time.Now()
-	s.redis = startRedis(t, s.owner, s.redisBin, s.redisPort, filepath.Join(s.tmp, "redis"))
+	if err := s.redis.Start(); err != nil {
+		t.Fatalf("restart redis-server: %v", err)
+	}
 	s.waitFor(t, time.Minute, redisUp+" == 1 after the restart", gauge(1))
 	t.Logf("%s == 1 %s after Redis restarted", redisUp, time.Since(restarted).Round(time.Millisecond))
 	s.waitFor(t, 2*time.Minute, "FlashsaleRedisUnreachable to stop firing (Redis back)", func() (bool, string) {

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flashsale/flashsale/internal/loadgen"
 )
 
 // tally counts the API calls of the traffic and their answers, as the service's counters
@@ -196,25 +198,12 @@ func (a *apiClient) purchase(code string) {
 	}
 }
 
-type sale struct {
-	ID         int64     `json:"id"`
-	StartedAt  time.Time `json:"started_at"`
-	EndedAt    time.Time `json:"ended_at"`
-	TotalItems int       `json:"total_items"`
-	ItemsSold  int       `json:"items_sold"`
-}
-
-type saleItem struct {
-	ID   int64 `json:"id"`
-	Sold bool  `json:"sold"`
-}
-
 // items lists a sale's items page by page.
-func (a *apiClient) items(saleID int64) ([]saleItem, error) {
+func (a *apiClient) items(saleID int64) ([]loadgen.Item, error) {
 	const limit = 100
-	var all []saleItem
+	var all []loadgen.Item
 	for offset := 0; ; offset += limit {
-		var page []saleItem
+		var page []loadgen.Item
 		if err := a.getJSON(fmt.Sprintf("/sales/%d/items?offset=%d&limit=%d", saleID, offset, limit), &page); err != nil {
 			return nil, err
 		}
@@ -286,7 +275,7 @@ func prelude(t *testing.T, a *apiClient, ids []int64) {
 // purchase_in_progress answer and a contended lock), every seventh checks out its first
 // item twice (already_in_cart), every eleventh buys its code again (a replay), and every
 // ninth also sends malformed and unknown ids and codes.
-func driveSale(t *testing.T, a *apiClient, s sale, items []saleItem) {
+func driveSale(t *testing.T, a *apiClient, s loadgen.Sale, items []loadgen.Item) {
 	t.Helper()
 	ids := make([]int64, len(items))
 	for i, it := range items {

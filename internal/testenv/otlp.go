@@ -26,7 +26,6 @@ import (
 // OTLPReceiver is an in-process OTLP receiver (HTTP/protobuf or gRPC) that
 // records what it is sent. Its methods are safe for concurrent use.
 type OTLPReceiver struct {
-	discard   bool // count nothing: a sink for benchmarks
 	mu        sync.Mutex
 	paths     []string
 	headers   []http.Header
@@ -45,12 +44,11 @@ func StartOTLPHTTP(t testing.TB) (*OTLPReceiver, string) {
 	return r, serveLoopback(t, r)
 }
 
-// StartOTLPSink starts an OTLP/HTTP endpoint that accepts and discards
-// everything, and returns its base URL: the cheapest backend, for measuring
-// what export costs the service.
+// StartOTLPSink starts an OTLPSink on 127.0.0.1 and returns its base URL.
+// It stops when the test ends.
 func StartOTLPSink(t testing.TB) string {
 	t.Helper()
-	return serveLoopback(t, &OTLPReceiver{discard: true})
+	return serveLoopback(t, NewOTLPSink())
 }
 
 // serveLoopback serves h on 127.0.0.1 until the test ends and returns its URL.
@@ -139,9 +137,6 @@ func (r *OTLPReceiver) Headers() []http.Header {
 }
 
 func (r *OTLPReceiver) addTraces(req *coltracepb.ExportTraceServiceRequest) {
-	if r.discard {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rs := range req.GetResourceSpans() {
@@ -153,9 +148,6 @@ func (r *OTLPReceiver) addTraces(req *coltracepb.ExportTraceServiceRequest) {
 }
 
 func (r *OTLPReceiver) addMetrics(req *colmetricspb.ExportMetricsServiceRequest) {
-	if r.discard {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rm := range req.GetResourceMetrics() {
@@ -169,9 +161,6 @@ func (r *OTLPReceiver) addMetrics(req *colmetricspb.ExportMetricsServiceRequest)
 }
 
 func (r *OTLPReceiver) addLogs(req *collogspb.ExportLogsServiceRequest) {
-	if r.discard {
-		return
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rl := range req.GetResourceLogs() {
@@ -198,12 +187,10 @@ func (r *OTLPReceiver) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if !r.discard {
-		r.mu.Lock()
-		r.paths = append(r.paths, req.URL.Path)
-		r.headers = append(r.headers, req.Header.Clone())
-		r.mu.Unlock()
-	}
+	r.mu.Lock()
+	r.paths = append(r.paths, req.URL.Path)
+	r.headers = append(r.headers, req.Header.Clone())
+	r.mu.Unlock()
 
 	var resp proto.Message
 	switch {

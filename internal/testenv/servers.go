@@ -93,10 +93,18 @@ func StartRedis(tb testing.TB) *RedisServer {
 	return startRedis(tb, FreePort(tb))
 }
 
-// redisServerBin is the redis-server binary; it skips or fails the test
-// when there is none.
+// redisServerBin is the redis-server binary: $FLASHSALE_REDIS_SERVER, else
+// the one on PATH, else RedisServerBin. It skips or fails the test when
+// there is none.
 func redisServerBin(tb testing.TB) string {
 	tb.Helper()
+	if v := os.Getenv("FLASHSALE_REDIS_SERVER"); v != "" {
+		bin, err := exec.LookPath(v)
+		if err != nil {
+			tb.Fatalf("FLASHSALE_REDIS_SERVER=%s: %v", v, err)
+		}
+		return bin
+	}
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		bin = RedisServerBin

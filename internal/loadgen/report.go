@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"context"
@@ -15,13 +15,13 @@ import (
 
 // Results of the run and of the invariant check.
 const (
-	resultPass  = "PASS"
-	resultFail  = "FAIL"
-	resultError = "ERROR"
+	ResultPass  = "PASS"
+	ResultFail  = "FAIL"
+	ResultError = "ERROR"
 )
 
-// Report is what a run measured. Its JSON (-json) is documented in doc.go;
-// field names are stable.
+// Report is what a run measured. Its JSON (loadgen -json) is documented in
+// cmd/loadgen/doc.go; field names are stable.
 type Report struct {
 	Profile              string            `json:"profile"`
 	Target               string            `json:"target"`
@@ -162,22 +162,22 @@ func (lr *loadRun) report(ctx context.Context, created bool, elapsed time.Durati
 	if n := len(r.ClientViolations); n > 0 {
 		r.Failures = append(r.Failures, fmt.Sprintf("%d guarantees broken as the client saw them", n))
 	}
-	if inv := r.Invariants; inv != nil && inv.Result != resultPass {
+	if inv := r.Invariants; inv != nil && inv.Result != ResultPass {
 		if inv.Error != "" {
 			r.Failures = append(r.Failures, "invariant check could not run: "+inv.Error)
 		} else {
 			r.Failures = append(r.Failures, fmt.Sprintf("invariant check failed: %d violations", len(inv.Check.Violations)))
 		}
 	}
-	r.Result = resultPass
+	r.Result = ResultPass
 	if len(r.Failures) > 0 {
-		r.Result = resultFail
+		r.Result = ResultFail
 	}
 	return r
 }
 
-// writeReport prints the report as JSON or as text.
-func writeReport(w io.Writer, r *Report, asJSON bool) error {
+// WriteReport prints the report as JSON or as text.
+func WriteReport(w io.Writer, r *Report, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
@@ -227,7 +227,7 @@ func writeText(w io.Writer, r *Report) error {
 	default:
 		b.WriteString("time to sell out: not sold out\n")
 	}
-	if r.Profile == profileFlash {
+	if r.Profile == ProfileFlash {
 		fmt.Fprintf(&b, "double-fired purchases: %d\n", r.DoubleFires)
 	}
 	if o := r.OpenLoop; o != nil {
@@ -263,13 +263,13 @@ func (r *Report) settingsLine() string {
 	s := r.Settings
 	var parts []string
 	switch r.Profile {
-	case profileFlash:
+	case ProfileFlash:
 		parts = append(parts, fmt.Sprintf("users=%d want-max=%d double-fire=%.2f", s.Users, s.WantMax, s.DoubleFire))
-	case profileSteady:
+	case ProfileSteady:
 		parts = append(parts, fmt.Sprintf("concurrency=%d", s.Concurrency))
-	case profileRealistic:
+	case ProfileRealistic:
 		parts = append(parts, fmt.Sprintf("users=%d think=%.0fms", s.Users, s.ThinkMs))
-	case profileOpen:
+	case ProfileOpen:
 		parts = append(parts, fmt.Sprintf("rate=%.0f/s max-inflight=%d", s.Rate, s.MaxInflight))
 	}
 	parts = append(parts, fmt.Sprintf("duration=%gs timeout=%gs seed=%d", s.DurationSeconds, s.TimeoutSeconds, s.Seed))
@@ -296,7 +296,7 @@ func (lr *loadRun) finalSold(ctx context.Context, want int) int {
 	sold := -1
 	deadline := time.Now().Add(2 * time.Second)
 	for {
-		if s, res := lr.c.unrecorded().sale(ctx, lr.sale.ID); res.OK() {
+		if s, res := lr.c.Observed(nil).Sale(ctx, lr.sale.ID); res.OK() {
 			sold = s.ItemsSold
 			lr.rec.observeSold(time.Now(), sold)
 		}

@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"bytes"
@@ -28,8 +28,8 @@ type htmlChart struct {
 	Legend template.HTML
 }
 
-// writeHTMLFile writes the report as HTML to path.
-func writeHTMLFile(path string, r *Report) error {
+// WriteHTMLFile writes the report as HTML to path.
+func WriteHTMLFile(path string, r *Report) error {
 	var b bytes.Buffer
 	if err := renderHTML(&b, r); err != nil {
 		return err

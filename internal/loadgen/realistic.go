@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"math/rand/v2"
@@ -59,12 +59,12 @@ func (lr *loadRun) shopper(n int, p persona) {
 	for !lr.stopped() {
 		lr.browse(rng)
 		if !lr.stopped() && rng.Float64() < p.checkout {
-			item, ok := lr.pool.pick(rng)
+			item, ok := lr.pool.Pick(rng)
 			if !ok {
 				lr.endLoad(errNoItems)
 				return
 			}
-			a, res := lr.c.checkout(lr.ctx, lr.userID(kind, visitor), item, time.Now())
+			a, res := lr.c.Checkout(lr.ctx, lr.userID(kind, visitor), item)
 			switch {
 			case res.OK():
 				code = a.Code
@@ -88,9 +88,9 @@ func (lr *loadRun) shopper(n int, p persona) {
 // leave the pool.
 func (lr *loadRun) browse(rng *rand.Rand) {
 	offset := rng.IntN(max(lr.sale.TotalItems-browsePage+1, 1))
-	page, res := lr.c.items(lr.ctx, lr.sale.ID, offset, browsePage)
+	page, res := lr.c.Items(lr.ctx, lr.sale.ID, offset, browsePage)
 	if !res.OK() {
-		lr.pause(res.backoff())
+		lr.pause(res.Backoff())
 		return
 	}
 	for _, it := range page {

@@ -1,9 +1,8 @@
-package main
+package loadgen
 
 import (
 	"math/rand/v2"
 	"sync"
-	"time"
 )
 
 // maxFailures is how many unexpected answers in a row make a user give up:
@@ -53,7 +52,7 @@ func (lr *loadRun) fillCart(user string, k int, rng *rand.Rand) (code string) {
 		if !ok {
 			return code
 		}
-		a, res := lr.c.checkout(lr.ctx, user, item, time.Now())
+		a, res := lr.c.Checkout(lr.ctx, user, item)
 		switch {
 		case res.OK():
 			code, inCart[item], failures = a.Code, true, 0
@@ -67,7 +66,7 @@ func (lr *loadRun) fillCart(user string, k int, rng *rand.Rand) (code string) {
 			lr.endLoad(errSaleEnded)
 		default:
 			failures++
-			lr.pause(res.backoff())
+			lr.pause(res.Backoff())
 		}
 	}
 	return code
@@ -77,7 +76,7 @@ func (lr *loadRun) fillCart(user string, k int, rng *rand.Rand) (code string) {
 // is left, as far as a few draws can tell.
 func (lr *loadRun) pickNotIn(cart map[int64]bool, rng *rand.Rand) (int64, bool) {
 	for range 16 {
-		id, ok := lr.pool.pick(rng)
+		id, ok := lr.pool.Pick(rng)
 		if !ok {
 			return 0, false
 		}

@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"math"
@@ -61,12 +61,12 @@ schedule:
 		n := i // i outlives the iteration: it counts the requests due
 		wg.Go(func() {
 			defer func() { <-slots }()
-			item, ok := lr.pool.pick(lr.rng(n))
+			item, ok := lr.pool.Pick(lr.rng(n))
 			if !ok {
 				lr.endLoad(errNoItems)
 				return
 			}
-			_, res := lr.c.checkout(lr.ctx, lr.userID("o", n), item, intended)
+			_, res := lr.c.checkoutAt(lr.ctx, lr.userID("o", n), item, intended)
 			if res.Code == "item_sold" {
 				lr.itemSold(item)
 			}

@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"slices"
@@ -27,7 +27,7 @@ type recorder struct {
 	start time.Time
 
 	mu        sync.Mutex
-	endpoints map[endpoint]*endpointStats
+	endpoints map[Endpoint]*endpointStats
 	seconds   []*secondStats
 	live      Totals
 	first     time.Time // when the earliest request was meant to start
@@ -42,8 +42,8 @@ type endpointStats struct {
 
 // secondStats are what completed within one second of the run.
 type secondStats struct {
-	requests map[endpoint]int64
-	hists    map[endpoint]*hdrhistogram.Histogram
+	requests map[Endpoint]int64
+	hists    map[Endpoint]*hdrhistogram.Histogram
 	errors   int64 // 5xx and requests without an answer
 	sold     int   // items sold as last observed in this second; -1 when not observed
 }
@@ -61,7 +61,7 @@ type Totals struct {
 
 // newRecorder returns a recorder whose timeline starts at start.
 func newRecorder(start time.Time) *recorder {
-	return &recorder{start: start, endpoints: map[endpoint]*endpointStats{}}
+	return &recorder{start: start, endpoints: map[Endpoint]*endpointStats{}}
 }
 
 func newHist(digits int) *hdrhistogram.Histogram { return hdrhistogram.New(1, histMaxMicros, digits) }
@@ -72,7 +72,7 @@ func recordMicros(h *hdrhistogram.Histogram, d time.Duration) {
 }
 
 // record adds one request that was meant to start at start and ended at end.
-func (r *recorder) record(ep endpoint, start, end time.Time, res response) {
+func (r *recorder) record(ep Endpoint, start, end time.Time, res Response) {
 	d := end.Sub(start)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -133,7 +133,7 @@ func (r *recorder) second(t time.Time) *secondStats {
 	i := max(int(t.Sub(r.start)/timelineResolution), 0)
 	for len(r.seconds) <= i {
 		r.seconds = append(r.seconds, &secondStats{
-			requests: map[endpoint]int64{}, hists: map[endpoint]*hdrhistogram.Histogram{}, sold: -1,
+			requests: map[Endpoint]int64{}, hists: map[Endpoint]*hdrhistogram.Histogram{}, sold: -1,
 		})
 	}
 	return r.seconds[i]
@@ -218,8 +218,8 @@ func (r *recorder) summary(elapsed time.Duration) ([]EndpointReport, []Second) {
 // endpointOrder sorts reports by the flow of a sale: checkout and purchase
 // first, then reads, then administration.
 func endpointOrder(ep string) int {
-	order := []endpoint{epCheckout, epPurchase, epItems, epSale, epActiveSale, epCreateSale}
-	if i := slices.Index(order, endpoint(ep)); i >= 0 {
+	order := []Endpoint{EndpointCheckout, EndpointPurchase, EndpointItems, EndpointSale, EndpointActiveSale, EndpointCreateSale}
+	if i := slices.Index(order, Endpoint(ep)); i >= 0 {
 		return i
 	}
 	return len(order)

@@ -1,9 +1,8 @@
-package main
+package loadgen
 
 import (
 	"strconv"
 	"sync"
-	"time"
 )
 
 // runSteady measures closed-loop checkout throughput: -concurrency workers
@@ -17,12 +16,12 @@ func runSteady(lr *loadRun) {
 			rng := lr.rng(int64(w))
 			kind := "s" + strconv.Itoa(w) + "-"
 			for i := int64(0); !lr.stopped(); i++ {
-				item, ok := lr.pool.pick(rng)
+				item, ok := lr.pool.Pick(rng)
 				if !ok {
 					lr.endLoad(errNoItems)
 					return
 				}
-				_, res := lr.c.checkout(lr.ctx, lr.userID(kind, i), item, time.Now())
+				_, res := lr.c.Checkout(lr.ctx, lr.userID(kind, i), item)
 				lr.checkedOut(item, res)
 			}
 		})
@@ -33,13 +32,13 @@ func runSteady(lr *loadRun) {
 // checkedOut handles the answer to a checkout whose code is not used: sold
 // items leave the pool, the end of the sale ends the load, and a failure the
 // service may recover from is not retried at full speed.
-func (lr *loadRun) checkedOut(item int64, res response) {
+func (lr *loadRun) checkedOut(item int64, res Response) {
 	switch res.Code {
 	case "item_sold":
 		lr.itemSold(item)
 	case "sale_ended":
 		lr.endLoad(errSaleEnded)
 	default:
-		lr.pause(res.backoff())
+		lr.pause(res.Backoff())
 	}
 }

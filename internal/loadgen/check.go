@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"context"
@@ -21,16 +21,16 @@ type InvariantsReport struct {
 func checkInvariants(ctx context.Context, url string, saleID int64) *InvariantsReport {
 	db, err := sql.Open("pgx", url)
 	if err != nil {
-		return &InvariantsReport{Result: resultError, Error: err.Error()}
+		return &InvariantsReport{Result: ResultError, Error: err.Error()}
 	}
 	defer db.Close()
 	r, err := invariants.Check(ctx, db, saleID)
 	if err != nil {
-		return &InvariantsReport{Result: resultError, Error: err.Error()}
+		return &InvariantsReport{Result: ResultError, Error: err.Error()}
 	}
-	res := resultPass
+	res := ResultPass
 	if !r.OK() {
-		res = resultFail
+		res = ResultFail
 	}
 	return &InvariantsReport{Result: res, Check: &r}
 }

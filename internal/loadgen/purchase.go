@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"fmt"
@@ -21,14 +21,14 @@ func (lr *loadRun) buy(code string, doubleFire float64, rng *rand.Rand) int {
 		lr.ledger.doubleFired()
 	}
 	for range purchaseAttempts {
-		answers := make([]purchaseAnswer, fires)
-		results := make([]response, fires)
+		answers := make([]PurchaseAnswer, fires)
+		results := make([]Response, fires)
 		if fires == 1 {
-			answers[0], results[0] = lr.c.purchase(lr.ctx, code)
+			answers[0], results[0] = lr.c.Purchase(lr.ctx, code)
 		} else {
 			var wg sync.WaitGroup
 			for i := range fires {
-				wg.Go(func() { answers[i], results[i] = lr.c.purchase(lr.ctx, code) })
+				wg.Go(func() { answers[i], results[i] = lr.c.Purchase(lr.ctx, code) })
 			}
 			wg.Wait()
 		}
@@ -38,7 +38,7 @@ func (lr *loadRun) buy(code string, doubleFire float64, rng *rand.Rand) int {
 				sold += lr.ledger.purchased(code, answers[i], lr.itemSold)
 				answered = true
 			}
-			wait = max(wait, res.backoff())
+			wait = max(wait, res.Backoff())
 			if res.Code == "sale_ended" {
 				lr.endLoad(errSaleEnded)
 			}
@@ -87,7 +87,7 @@ func (l *purchaseLedger) doubleFired() {
 
 // purchased notes a 200 answer to a purchase of code and returns the items
 // it sold: 0 when it replays an earlier answer. sold is told each item sold.
-func (l *purchaseLedger) purchased(code string, a purchaseAnswer, sold func(item int64)) int {
+func (l *purchaseLedger) purchased(code string, a PurchaseAnswer, sold func(item int64)) int {
 	printed := fmt.Sprintf("%+v", a)
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -1,4 +1,4 @@
-package main
+package loadgen
 
 import (
 	"context"
@@ -26,11 +26,11 @@ var (
 
 // loadRun is the state a profile works with.
 type loadRun struct {
-	cfg   config
+	cfg   Config
 	runID string // prefix of this run's user ids, so that runs never share a user
-	c     *client
-	sale  sale
-	pool  *itemPool
+	c     *Client
+	sale  Sale
+	pool  *ItemPool
 	rec   *recorder
 
 	// ctx carries the requests: it ends only when the run is interrupted, so
@@ -69,7 +69,7 @@ func (lr *loadRun) pause(d time.Duration) bool { return d <= 0 || sleepCtx(lr.st
 // one, ends a load that runs until the sale sells out: the service's own
 // count (GET /sales/{id}) may be a second behind.
 func (lr *loadRun) itemSold(id int64) {
-	if lr.pool.remove(id) == 0 && lr.soldOutAt.CompareAndSwap(nil, new(time.Now())) && lr.watch != nil {
+	if lr.pool.Remove(id) == 0 && lr.soldOutAt.CompareAndSwap(nil, new(time.Now())) && lr.watch != nil {
 		lr.endLoad(errSoldOut)
 	}
 }
@@ -83,43 +83,46 @@ func (lr *loadRun) lastSold() time.Time {
 	return time.Time{}
 }
 
-// load runs the configured profile against the target and reports.
-func load(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
-	hc := newHTTPClient(cfg.conns(), cfg.MaxConns, cfg.Timeout)
+// Run runs the configured profile against the target and returns what it
+// measured. Progress lines go to stderr. The run was interrupted when ctx
+// ends: the load stops and the report still comes.
+func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
+	hc := NewHTTPClient(cfg.conns(), cfg.MaxConns, cfg.Timeout)
 	defer hc.CloseIdleConnections()
 	// Discovery and the sale's creation go to the first target.
-	c := &client{base: cfg.Targets[0], hc: hc, adminToken: cfg.AdminToken}
+	c := NewClient(hc, cfg.Targets[0])
+	c.adminToken = cfg.AdminToken
 
 	s, created, err := findSale(ctx, cfg, c)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pool, err := discoverItems(ctx, c, s)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if pool.len() == 0 {
-		return fmt.Errorf("sale %d has no unsold items", s.ID)
+	if pool.Len() == 0 {
+		return nil, fmt.Errorf("sale %d has no unsold items", s.ID)
 	}
 
 	if cfg.CPUProfile != "" {
 		stopProfile, err := startCPUProfile(cfg.CPUProfile)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer stopProfile()
 	}
 	lr := &loadRun{cfg: cfg, runID: newRunID(), sale: s, pool: pool, ledger: newPurchaseLedger(s.TotalItems)}
 	start := time.Now()
 	lr.rec = newRecorder(start)
-	lr.c = &client{base: cfg.Targets[0], spread: cfg.Targets, next: new(atomic.Uint64), hc: hc, adminToken: cfg.AdminToken, rec: lr.rec}
+	lr.c = NewClient(hc, cfg.Targets...).Observed(lr.rec.record)
 	lr.ctx = ctx
 	lr.stop, lr.endLoad = context.WithCancelCause(ctx)
 	timer := time.AfterFunc(cfg.Duration, func() { lr.endLoad(errDurationElapsed) })
 	defer timer.Stop()
 
 	var bg sync.WaitGroup
-	if cfg.Profile == profileFlash || cfg.Profile == profileRealistic {
+	if cfg.Profile == ProfileFlash || cfg.Profile == ProfileRealistic {
 		lr.watch = newSaleWatch(lr.c, s, lr.rec)
 		bg.Go(func() { lr.watch.run(ctx, lr.stop, func() { lr.endLoad(errSoldOut) }) })
 	}
@@ -128,13 +131,13 @@ func load(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 	}
 
 	switch cfg.Profile {
-	case profileFlash:
+	case ProfileFlash:
 		runFlash(lr)
-	case profileSteady:
+	case ProfileSteady:
 		runSteady(lr)
-	case profileRealistic:
+	case ProfileRealistic:
 		runRealistic(lr)
-	case profileOpen:
+	case ProfileOpen:
 		runOpen(lr)
 	}
 	elapsed := time.Since(start)
@@ -148,19 +151,7 @@ func load(ctx context.Context, cfg config, stdout, stderr io.Writer) error {
 
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	rep := lr.report(rctx, created, elapsed)
-	if err := writeReport(stdout, rep, cfg.JSON); err != nil {
-		return err
-	}
-	if cfg.HTMLFile != "" {
-		if err := writeHTMLFile(cfg.HTMLFile, rep); err != nil {
-			return err
-		}
-	}
-	if rep.Result != resultPass {
-		return fmt.Errorf("%w: %v", errFailed, rep.Failures)
-	}
-	return nil
+	return lr.report(rctx, created, elapsed), nil
 }
 
 // endedBy names why the load stopped.
@@ -196,8 +187,8 @@ func isTerminal(w io.Writer) bool {
 // the sold-over-time chart and the moment of sell-out come from the
 // service's own count.
 type saleWatch struct {
-	c       *client
-	sale    sale
+	c       *Client
+	sale    Sale
 	rec     *recorder
 	pokes   chan struct{}
 	mu      sync.Mutex
@@ -208,7 +199,7 @@ type saleWatch struct {
 // watchInterval bounds the error of the time to sell out.
 const watchInterval = 100 * time.Millisecond
 
-func newSaleWatch(c *client, s sale, rec *recorder) *saleWatch {
+func newSaleWatch(c *Client, s Sale, rec *recorder) *saleWatch {
 	return &saleWatch{c: c, sale: s, rec: rec, pokes: make(chan struct{}, 1), sold: s.ItemsSold}
 }
 
@@ -241,7 +232,7 @@ func (w *saleWatch) run(ctx, stop context.Context, soldOut func()) {
 
 // check reads the sale once and reports whether it is sold out.
 func (w *saleWatch) check(ctx context.Context) bool {
-	s, res := w.c.sale(ctx, w.sale.ID)
+	s, res := w.c.Sale(ctx, w.sale.ID)
 	if !res.OK() {
 		return false
 	}
