@@ -27,8 +27,8 @@ const (
 	acceptOpenMetrics = "application/openmetrics-text; version=1.0.0"
 )
 
-// catalog is the seed's series contract: every name with its label names. The
-// seed's gauge sale_items_sold is served as sale_items_sold_current (its
+// catalog is the metric catalog's series contract (docs/TELEMETRY.md): every name with its label names. The
+// catalog's gauge sale_items_sold is served as sale_items_sold_current (its
 // OpenMetrics family would clash with the counter sale_items_sold_total's), and
 // Prometheus records sale_items_sold from it (prometheus/tests/recording.yml).
 var catalog = map[string][]string{
@@ -60,7 +60,7 @@ var catalog = map[string][]string{
 	"health_service_up":              {"service"},
 }
 
-// buckets are the seed's histogram boundaries.
+// buckets are the catalog's histogram boundaries.
 var buckets = map[string][]float64{
 	"http_request_duration_seconds":  {.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	"db_query_duration_seconds":      {.001, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
@@ -388,7 +388,7 @@ func TestMetricsGroundTruth(t *testing.T) {
 }
 
 // checkCatalog checks that every catalog series is there with exactly its
-// label names, with the seed's buckets, and without scope labels.
+// label names, with the catalog's buckets, and without scope labels.
 // Families in optional may be absent: failure counters per reason appear with
 // their first failure.
 func checkCatalog(t *testing.T, s metricsScrape, optional ...string) {

@@ -136,7 +136,7 @@ func TestSteadyAndOpen(t *testing.T) {
 	})
 }
 
-// TestRealistic runs the seed's mix briefly: shoppers browse, check out and
+// TestRealistic runs the realistic persona mix briefly: shoppers browse, check out and
 // purchase.
 func TestRealistic(t *testing.T) {
 	svc := mustService(t)

@@ -14,6 +14,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/flashsale/flashsale/internal/loadgen"
 )
 
 // A bench run directory (scripts/bench.sh) holds meta.json, the machine and
@@ -70,7 +72,7 @@ type benchRun struct {
 	DBAfter  *dbCounts             `json:"db_after"`
 	Sink     map[string]sinkSignal `json:"sink"` // the OTLP sink's /stats, by signal
 	Commands []string              `json:"commands"`
-	reps     []*Report             // the reports, nil where missing or unreadable
+	reps     []*loadgen.Report     // the reports, nil where missing or unreadable
 }
 
 type dbCounts struct {
@@ -151,12 +153,12 @@ func readBench(dir string) (*benchSummary, error) {
 }
 
 // readReport is nil when the report is missing or not JSON (loadgen failed).
-func readReport(path string) *Report {
+func readReport(path string) *loadgen.Report {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil
 	}
-	var r *Report
+	var r *loadgen.Report
 	if json.Unmarshal(raw, &r) != nil {
 		return nil
 	}
@@ -165,7 +167,7 @@ func readReport(path string) *Report {
 
 // ------------------------------------------------------------ figures of a run
 
-func reportEndpoint(r *Report, name string) *EndpointReport {
+func reportEndpoint(r *loadgen.Report, name string) *loadgen.EndpointReport {
 	if r == nil {
 		return nil
 	}
@@ -763,7 +765,7 @@ func (s *benchSummary) scaling(b5 rounds) {
 		for _, r := range b5.runs(flashKey) {
 			var ts []float64
 			for _, x := range r.reps {
-				res := resultError
+				res := loadgen.ResultError
 				if x != nil {
 					ts = append(ts, ptrOr(x.TimeToSellOutSeconds, none))
 					bad += x.Totals.ServerErrors + x.Totals.NoAnswer
@@ -781,8 +783,8 @@ func (s *benchSummary) scaling(b5 rounds) {
 		}
 		inv := "–"
 		if len(invs) > 0 {
-			inv = resultPass
-			if slices.ContainsFunc(invs, func(i string) bool { return i != resultPass }) {
+			inv = loadgen.ResultPass
+			if slices.ContainsFunc(invs, func(i string) bool { return i != loadgen.ResultPass }) {
 				inv = "FAIL (" + strings.Join(invs, ", ") + ")"
 			}
 		}
@@ -813,7 +815,7 @@ func (s *benchSummary) openLoop(b6 rounds) {
 	s.heading("6. Open loop: checkout attempts per second one PostgreSQL absorbs")
 	s.p("`-profile open` for %s per run, at most %s in flight, "+
 		"fresh users and unsold items: every checkout is accepted and its attempt row is group-committed "+
-		"before the answer. Latency counts from each request's intended send time. Late = sent more "+
+		"before the answer. loadgen.Latency counts from each request's intended send time. Late = sent more "+
 		"than 10 ms after its time (no free slot, or the generator fell behind). The generator, the "+
 		"service, PostgreSQL and Redis share the machine's cores, so the knee is where the machine, not "+
 		"PostgreSQL alone, runs out.", S["OPEN_DURATION"], S["OPEN_MAX_INFLIGHT"])

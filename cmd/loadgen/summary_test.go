@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/flashsale/flashsale/internal/loadgen"
 )
 
 func TestMedianSkipsMissingFigures(t *testing.T) {
@@ -61,7 +63,7 @@ func newBenchDir(t *testing.T) *benchDir {
 
 // run adds one run of a benchmark's variant in a round, with its reports
 // (nil: the generator left none) and its CPU ticks (100 a second).
-func (d *benchDir) run(bench, variant string, round int, wall float64, ticks map[string]float64, reps ...*Report) map[string]any {
+func (d *benchDir) run(bench, variant string, round int, wall float64, ticks map[string]float64, reps ...*loadgen.Report) map[string]any {
 	var paths []string
 	var rcs []int
 	for i, rep := range reps {
@@ -129,13 +131,13 @@ func (d *benchDir) summary() string {
 
 // steadyReport is a report whose checkouts ran at rps with the given p99,
 // all answered 200.
-func steadyReport(rps, p99 float64) *Report {
+func steadyReport(rps, p99 float64) *loadgen.Report {
 	n := int64(rps * 10)
-	return &Report{
-		Profile: profileSteady, DurationSeconds: 10, Result: resultPass,
-		Endpoints: []EndpointReport{{
+	return &loadgen.Report{
+		Profile: loadgen.ProfileSteady, DurationSeconds: 10, Result: loadgen.ResultPass,
+		Endpoints: []loadgen.EndpointReport{{
 			Endpoint: checkoutEndpoint, Requests: n, RPS: rps,
-			Latency: Latency{P50: p99 / 2, P99: p99}, Statuses: map[string]int64{"200": n},
+			Latency: loadgen.Latency{P50: p99 / 2, P99: p99}, Statuses: map[string]int64{"200": n},
 		}},
 	}
 }
@@ -189,10 +191,10 @@ func TestSummaryTelemetryAgainstOff(t *testing.T) {
 // and the first one not; a later rate does not move it.
 func TestSummaryOpenLoopKnee(t *testing.T) {
 	d := newBenchDir(t)
-	open := func(rate, achieved float64, late int64) *Report {
+	open := func(rate, achieved float64, late int64) *loadgen.Report {
 		r := steadyReport(achieved, 20)
-		r.Profile = profileOpen
-		r.OpenLoop = &OpenLoopReport{Rate: rate, Scheduled: int64(rate * 10), Late: late}
+		r.Profile = loadgen.ProfileOpen
+		r.OpenLoop = &loadgen.OpenLoopReport{Rate: rate, Scheduled: int64(rate * 10), Late: late}
 		return r
 	}
 	d.run("b6", "100", 1, 10, nil, open(100, 100, 0))
@@ -211,11 +213,11 @@ func TestSummaryOpenLoopKnee(t *testing.T) {
 // generator left no report listed as not passed.
 func TestSummaryFlashAndFailures(t *testing.T) {
 	d := newBenchDir(t)
-	flash := func(sellOut, p99 float64) *Report {
+	flash := func(sellOut, p99 float64) *loadgen.Report {
 		r := steadyReport(500, p99)
-		r.Profile, r.EndedBy, r.TimeToSellOutSeconds = profileFlash, "sold_out", &sellOut
-		r.Sale = SaleReport{TotalItems: 100, ItemsSold: 100}
-		r.Invariants = &InvariantsReport{Result: resultPass}
+		r.Profile, r.EndedBy, r.TimeToSellOutSeconds = loadgen.ProfileFlash, "sold_out", &sellOut
+		r.Sale = loadgen.SaleReport{TotalItems: 100, ItemsSold: 100}
+		r.Invariants = &loadgen.InvariantsReport{Result: loadgen.ResultPass}
 		return r
 	}
 	d.run("b3", "flash", 1, 10, nil, flash(7, 800))
@@ -245,10 +247,10 @@ func TestSummarizeUsage(t *testing.T) {
 // is the latest one's, and each instance count is compared with the first.
 func TestSummaryScaling(t *testing.T) {
 	d := newBenchDir(t)
-	flash := func(sellOut float64) *Report {
+	flash := func(sellOut float64) *loadgen.Report {
 		r := steadyReport(100, 10)
 		r.TimeToSellOutSeconds = &sellOut
-		r.Invariants = &InvariantsReport{Result: resultPass}
+		r.Invariants = &loadgen.InvariantsReport{Result: loadgen.ResultPass}
 		return r
 	}
 	d.run("b5", "steady-1", 1, 10, nil, steadyReport(1000, 40))

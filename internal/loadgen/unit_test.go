@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// TestPersonaMix checks that the seed's shares hold exactly.
+// TestPersonaMix checks that the personas' shares hold exactly.
 func TestPersonaMix(t *testing.T) {
 	got := map[string]int{}
 	for n := range 200 {

@@ -485,7 +485,7 @@ func (s *e2eStack) checkCounters(t *testing.T, trafficEnd time.Time, sl loadgen.
 		})
 	}
 	t.Logf("direct scrape: counters equal the traffic's tally (%d checkouts, %d purchases)", ta.checkouts, ta.purchases)
-	// The seed's name of the sold gauge, recorded by a rule at the next evaluation.
+	// The catalog's name of the sold gauge, recorded by a rule at the next evaluation.
 	s.waitFor(t, 30*time.Second, "the recorded sale_items_sold to equal the sale's", func() (bool, string) {
 		v, err := s.prom.query(`sale_items_sold{job="flashsale"}`)
 		if err != nil || len(v) != 1 {
