@@ -3,12 +3,16 @@ package httpapi
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/semconv/v1.43.0/httpconv"
 )
 
 // reasonNothingAvailable is the purchase failure reason of a purchase that
@@ -21,6 +25,10 @@ const reasonNothingAvailable = "nothing_available"
 type metrics struct {
 	requestDuration metric.Float64Histogram
 	requests        metric.Int64Counter
+	// serverDuration is the semantic-convention http.server.request.duration,
+	// recorded here from the same measurement as requestDuration (otelhttp
+	// keeps the spans, without instruments of its own).
+	serverDuration httpconv.ServerRequestDuration
 
 	checkoutAttempts metric.Int64Counter
 	checkoutSuccess  metric.Int64Counter
@@ -30,15 +38,25 @@ type metrics struct {
 	purchaseFailure  metric.Int64Counter
 	itemsSold        metric.Int64Counter
 
-	requestAttrs sync.Map // requestKey -> metric.MeasurementOption
+	requestAttrs sync.Map // requestKey -> requestOpts
 	reasonAttrs  sync.Map // reason -> metric.MeasurementOption
 }
 
-// requestKey identifies one attribute set of the request instruments.
+// requestKey identifies the attribute sets of one kind of request. Each
+// field comes from a bounded set.
 type requestKey struct {
-	handler string
-	method  string
-	status  int
+	route     string // the pattern's path; "" when no route matched
+	method    string // the catalog's method label (normalizeMethod)
+	semMethod string // the semantic conventions' method: upper case, or "_OTHER"
+	status    int
+	proto     string // the HTTP version, "1.1" or "2"
+	https     bool
+}
+
+// requestOpts are the attribute options of one kind of request: the
+// catalog's labels and the semantic-convention attributes.
+type requestOpts struct {
+	catalog, semconv metric.MeasurementOption
 }
 
 // newMetrics creates the instruments on meter.
@@ -55,6 +73,9 @@ func newMetrics(meter metric.Meter) (*metrics, error) {
 		metric.WithDescription("Duration of API requests by route, method and status."),
 		metric.WithUnit("s"),
 		metric.WithExplicitBucketBoundaries(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+	errs = append(errs, err)
+	m.serverDuration, err = httpconv.NewServerRequestDuration(meter,
+		metric.WithExplicitBucketBoundaries(.005, .01, .025, .05, .075, .1, .25, .5, .75, 1, 2.5, 5, 7.5, 10))
 	errs = append(errs, err)
 	m.requests = counter("http_requests_total", "API requests by route, method and status.")
 	m.checkoutAttempts = counter("checkout_attempts_total", "Checkout requests received.")
@@ -76,20 +97,61 @@ func newMetrics(meter metric.Meter) (*metrics, error) {
 	return m, nil
 }
 
-// recordRequest records one API request in the request instruments.
-func (m *metrics) recordRequest(ctx context.Context, handler, method string, status int, elapsed time.Duration) {
-	key := requestKey{handler: handler, method: normalizeMethod(method), status: status}
+// recordRequest records one API request, which took elapsed, in the
+// catalog's request instruments and in http.server.request.duration, with
+// attribute sets built once per kind of request.
+func (m *metrics) recordRequest(ctx context.Context, r *http.Request, status int, elapsed time.Duration) {
+	key := requestKey{status: status, proto: "1.1", https: r.TLS != nil}
+	if _, p, ok := strings.Cut(r.Pattern, " "); ok {
+		key.route = p
+	}
+	key.method, key.semMethod = normalizeMethod(r.Method), normalizeMethod(strings.ToUpper(r.Method))
+	if key.semMethod == methodOther {
+		key.semMethod = "_OTHER"
+	}
+	if r.ProtoMajor == 2 {
+		key.proto = "2"
+	} else if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
+		key.proto = "1.0"
+	}
 	v, ok := m.requestAttrs.Load(key)
 	if !ok {
-		v, _ = m.requestAttrs.LoadOrStore(key, metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("handler", key.handler),
-			attribute.String("method", key.method),
-			attribute.String("status_code", strconv.Itoa(key.status)),
-		)))
+		v, _ = m.requestAttrs.LoadOrStore(key, key.opts())
 	}
-	opt := v.(metric.MeasurementOption)
-	m.requestDuration.Record(ctx, elapsed.Seconds(), opt)
-	m.requests.Add(ctx, 1, opt)
+	opts := v.(requestOpts)
+	s := elapsed.Seconds()
+	m.requestDuration.Record(ctx, s, opts.catalog)
+	m.requests.Add(ctx, 1, opts.catalog)
+	m.serverDuration.Float64Histogram.Record(ctx, s, opts.semconv)
+}
+
+// opts builds the attribute sets of k.
+func (k requestKey) opts() requestOpts {
+	route, scheme := k.route, "http"
+	if route == "" {
+		route = unmatchedLabel
+	}
+	if k.https {
+		scheme = "https"
+	}
+	semconvAttrs := []attribute.KeyValue{
+		semconv.HTTPRequestMethodKey.String(k.semMethod),
+		semconv.URLScheme(scheme),
+		semconv.NetworkProtocolName("http"),
+		semconv.NetworkProtocolVersion(k.proto),
+		semconv.HTTPResponseStatusCode(k.status),
+	}
+	if k.route != "" {
+		semconvAttrs = append(semconvAttrs, semconv.HTTPRoute(k.route))
+	}
+	return requestOpts{
+		catalog: metric.WithAttributeSet(attribute.NewSet(
+			attribute.String("handler", route),
+			attribute.String("method", k.method),
+			attribute.String("status_code", strconv.Itoa(k.status)),
+		)),
+		semconv: metric.WithAttributeSet(attribute.NewSet(semconvAttrs...)),
+	}
 }
 
 // reason returns the attribute option of a failure reason, an error code.

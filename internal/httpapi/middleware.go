@@ -56,7 +56,7 @@ func (s *Server) observe(counted bool) func(http.Handler) http.Handler {
 				}
 				elapsed, status := time.Since(start), rw.statusCode()
 				if counted {
-					s.metrics.recordRequest(r.Context(), routeLabel(r), r.Method, status, elapsed)
+					s.metrics.recordRequest(r.Context(), r, status, elapsed)
 				}
 				s.logRequest(r, counted, status, elapsed, rw.err)
 			}()

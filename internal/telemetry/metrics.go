@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -17,11 +16,9 @@ import (
 	"github.com/prometheus/otlptranslator"
 	prometheusbridge "go.opentelemetry.io/contrib/bridges/prometheus"
 	"go.opentelemetry.io/contrib/exporters/autoexport"
-	"go.opentelemetry.io/otel/attribute"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.opentelemetry.io/otel/sdk/resource"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 )
 
 // runtimeGatherer gathers the process and Go runtime collectors. They
@@ -132,11 +129,6 @@ func meterOptions(res *resource.Resource, readers []sdkmetric.Reader) []sdkmetri
 
 // droppedInstruments are recorded by instrumentation libraries but not kept:
 //
-//   - otelhttp's request and response body-size histograms, semantic
-//     conventions still in development, which say nothing about an API whose
-//     requests carry no body and whose answers are a few hundred bytes of
-//     JSON. Each cost two histogram records (and exemplars) per request. The
-//     stable http.server.request.duration stays.
 //   - redisotel's pool instruments named before the database conventions
 //     were stable, in milliseconds and nanoseconds where Prometheus wants
 //     base units (promtool check metrics rejects them). The pool's state
@@ -145,26 +137,14 @@ func meterOptions(res *resource.Resource, readers []sdkmetric.Reader) []sdkmetri
 //   - otelsql's db.sql.connection.wait_duration, a counter of milliseconds,
 //     for the same reason. The count of waits, db.sql.connection.wait, stays.
 var droppedInstruments = []string{
-	"http.server.request.body.size", "http.server.response.body.size",
 	"db.client.connections.create_time", "db.client.connections.use_time", "db.client.connections.waits_duration",
 	"db.sql.connection.wait_duration",
 }
 
-// serverKeys are attributes of the HTTP server instruments that otelhttp
-// takes from the request's Host header: a client could mint a series per
-// made-up host. Every instance serves one address, which the job and
-// instance labels already name.
-var serverKeys = attribute.NewDenyKeysFilter(semconv.ServerAddressKey, semconv.ServerPortKey)
-
-// view drops droppedInstruments and the client-controlled serverKeys. It is
-// one function, not one view per rule, because an instrument that several
-// views match is exported once per view.
+// view drops droppedInstruments.
 func view(i sdkmetric.Instrument) (sdkmetric.Stream, bool) {
-	switch {
-	case slices.Contains(droppedInstruments, i.Name):
+	if slices.Contains(droppedInstruments, i.Name) {
 		return sdkmetric.Stream{Aggregation: sdkmetric.AggregationDrop{}}, true
-	case strings.HasPrefix(i.Name, "http.server."):
-		return sdkmetric.Stream{Name: i.Name, Description: i.Description, Unit: i.Unit, AttributeFilter: serverKeys}, true
 	}
 	return sdkmetric.Stream{}, false
 }
