@@ -111,10 +111,21 @@ func TestPurchaseOnceUnderReplayAndConcurrency(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// Every purchase answers the one result; one that waited longer than
+	// the service waits (2 s) for a concurrent purchase of the code, on a
+	// loaded machine, may answer 409 instead, which sells nothing.
+	var first string
 	for i, r := range results {
-		if !strings.HasPrefix(r, "200 ") || r != results[0] {
-			t.Errorf("purchase %d answered %s, first answered %s", i, r, results[0])
+		switch {
+		case strings.HasPrefix(r, "409 purchase_in_progress "):
+		case first == "" && strings.HasPrefix(r, "200 "):
+			first = r
+		case r != first:
+			t.Errorf("purchase %d answered %s, an earlier one %s", i, r, first)
 		}
+	}
+	if first == "" {
+		t.Errorf("no purchase answered 200: %v", results)
 	}
 	r, _, _ := purchase(t, b.URL, code)
 	if r.TotalPurchased != 3 || r.FailedCount != 0 || !r.Success || len(r.Items) != 3 {
