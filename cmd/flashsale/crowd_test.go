@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -15,63 +14,32 @@ import (
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
-// ledger is what the crowd's clients were told.
-type ledger struct {
-	mu          sync.Mutex
-	checkouts   int                      // well-formed checkout requests answered, but for 503s
-	unavailable int                      // checkouts answered 503
-	accepted    map[string]map[int64]int // code -> item -> times accepted
-	purchases   map[string]purchaseResp  // code -> a 200 purchase answer
-	replays     int
-}
-
-func newLedger() *ledger {
-	return &ledger{accepted: map[string]map[int64]int{}, purchases: map[string]purchaseResp{}}
-}
-
-func (l *ledger) checkout(t testing.TB, base, user string, item int64) (checkoutResp, string) {
-	r, st, code := checkout(t, base, user, item)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch st {
-	case 0:
-	case http.StatusServiceUnavailable:
-		l.unavailable++ // its attempt may or may not have been recorded
-	default:
-		l.checkouts++
-	}
-	if st == http.StatusOK {
-		if l.accepted[r.Code] == nil {
-			l.accepted[r.Code] = map[int64]int{}
-		}
-		l.accepted[r.Code][item]++
-	}
-	switch code {
+// crowdCheckout checks out item for user at base through the harness, which
+// checks every answer's wire format, notes the answer in l and flags an
+// answer a crowd must not get.
+func crowdCheckout(t testing.TB, l *loadgen.Ledger, base, user string, item int64) (code, errCode string) {
+	var a loadgen.CheckoutAnswer
+	st, ec := call(t, http.MethodPost, fmt.Sprintf("%s/checkout?user_id=%s&id=%d", base, user, item), nil, &a)
+	l.CheckedOut(item, a, loadgen.Response{Status: st, Code: ec})
+	switch ec {
 	case "", "item_sold", "already_in_cart", "user_limit_reached":
 	default:
-		t.Errorf("checkout %d by %s: %d %s", item, user, st, code)
+		t.Errorf("checkout %d by %s: %d %s", item, user, st, ec)
 	}
-	return r, code
+	return a.Code, ec
 }
 
-func (l *ledger) purchase(t testing.TB, base, code string) {
-	r, st, ec := purchase(t, base, code)
+// crowdPurchase purchases code at base and notes a 200 answer in l.
+func crowdPurchase(t testing.TB, l *loadgen.Ledger, base, code string) {
+	var a loadgen.PurchaseAnswer
+	st, ec := call(t, http.MethodPost, base+"/purchase?code="+code, nil, &a)
 	if st != http.StatusOK {
 		if ec != "purchase_in_progress" {
 			t.Errorf("purchase: %d %s", st, ec)
 		}
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if prev, ok := l.purchases[code]; ok {
-		l.replays++
-		if fmt.Sprint(prev) != fmt.Sprint(r) {
-			t.Errorf("purchase of one code answered differently:\n%+v\n%+v", prev, r)
-		}
-		return
-	}
-	l.purchases[code] = r
+	l.Purchased(code, a)
 }
 
 type crowd struct {
@@ -91,7 +59,7 @@ func runCrowd(t *testing.T, c crowd) {
 	}
 	sale := MustCreateSale(t, insts[0].URL, c.items, 10*time.Minute)
 	base := func(i int) string { return insts[i%len(insts)].URL }
-	l := newLedger()
+	l := loadgen.NewLedger(c.items)
 
 	var flushed atomic.Bool
 	var sent atomic.Int64
@@ -106,9 +74,8 @@ func runCrowd(t *testing.T, c crowd) {
 				var code string
 				for range want {
 					item := sale.ID*1_000_000 + int64(1+rng.IntN(c.items))
-					r, ec := l.checkout(t, base(u+rng.IntN(3)), user, item)
-					if ec == "" {
-						code = r.Code
+					if cc, ec := crowdCheckout(t, l, base(u+rng.IntN(3)), user, item); ec == "" {
+						code = cc
 					}
 					if c.loseRedis && sent.Add(1) == int64(c.users) && flushed.CompareAndSwap(false, true) {
 						n, err := testenv.DeletePrefix(context.Background(), rdb, e["REDIS_KEY_PREFIX"])
@@ -124,11 +91,11 @@ func runCrowd(t *testing.T, c crowd) {
 				if u%5 == 0 { // the same code fired twice at once
 					var pw sync.WaitGroup
 					for i := range 2 {
-						pw.Go(func() { l.purchase(t, base(u+i), code) })
+						pw.Go(func() { crowdPurchase(t, l, base(u+i), code) })
 					}
 					pw.Wait()
 				} else {
-					l.purchase(t, base(u), code)
+					crowdPurchase(t, l, base(u), code)
 				}
 			}
 		})
@@ -145,12 +112,18 @@ func runCrowd(t *testing.T, c crowd) {
 	if sold := checkInvariants(t, db, sale.ID); sold != c.items {
 		t.Errorf("sold %d of %d items although buyers wanted all", sold, c.items)
 	}
-	checkLedger(t, db, l, sale.ID)
-	t.Logf("%d checkouts, %d carts accepted, %d purchases (+%d replays)", l.checkouts, len(l.accepted), len(l.purchases), l.replays)
+	check, err := l.Check(context.Background(), db, sale.ID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range check.Problems {
+		t.Error(p)
+	}
+	t.Log(check)
 }
 
 // sweep buys every unsold item with fresh users, ten items per user.
-func sweep(t *testing.T, l *ledger, base string, sale loadgen.Sale, total int) {
+func sweep(t *testing.T, l *loadgen.Ledger, base string, sale loadgen.Sale, total int) {
 	t.Helper()
 	var items []itemResp
 	if st, code := call(t, http.MethodGet, fmt.Sprintf("%s/sales/%d/items?limit=1000", base, sale.ID), nil, &items); st != http.StatusOK {
@@ -169,69 +142,17 @@ func sweep(t *testing.T, l *ledger, base string, sale loadgen.Sale, total int) {
 		user := fmt.Sprintf("sweeper-%d", i)
 		var code string
 		for _, id := range unsold[i:min(i+10, len(unsold))] {
-			if r, ec := l.checkout(t, base, user, id); ec == "" {
-				code = r.Code
+			if cc, ec := crowdCheckout(t, l, base, user, id); ec == "" {
+				code = cc
 			} else {
 				t.Errorf("sweeper checkout of unsold item %d: %s", id, ec)
 			}
 		}
 		if code != "" {
-			l.purchase(t, base, code)
+			crowdPurchase(t, l, base, code)
 		}
 	}
 	t.Logf("swept %d unsold items", len(unsold))
-}
-
-// checkLedger verifies that what clients were told is in PostgreSQL: every
-// answered checkout has its attempt row, every accepted one its cart row, and
-// every item a 200 purchase reported sold is a purchase of that cart.
-func checkLedger(t *testing.T, db *sql.DB, l *ledger, saleID int64) {
-	t.Helper()
-	ctx := context.Background()
-	var rows int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM checkout_attempts WHERE sale_id = $1`, saleID).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows < l.checkouts || rows > l.checkouts+l.unavailable {
-		t.Errorf("%d checkout attempts persisted, %d answered (+%d answered 503)", rows, l.checkouts, l.unavailable)
-	}
-	for code, items := range l.accepted {
-		for item, n := range items {
-			var got int
-			if err := db.QueryRowContext(ctx, `SELECT count(*) FROM checkout_attempts
-				WHERE checkout_code = $1 AND item_id = $2 AND outcome = 'accepted'`, code, item).Scan(&got); err != nil {
-				t.Fatal(err)
-			}
-			if got != n {
-				t.Errorf("item %d accepted %d times into a cart, %d rows", item, n, got)
-			}
-		}
-	}
-	acked := 0
-	for code, r := range l.purchases {
-		if r.TotalPurchased+r.FailedCount != len(r.Items) || r.Success != (r.TotalPurchased > 0) {
-			t.Errorf("inconsistent purchase answer %+v", r)
-		}
-		for _, it := range r.Items {
-			if !it.Sold {
-				continue
-			}
-			acked++
-			var got string
-			if err := db.QueryRowContext(ctx, `SELECT checkout_code FROM purchases WHERE item_id = $1`, it.ID).Scan(&got); err != nil {
-				t.Errorf("acknowledged sale of item %d not in purchases: %v", it.ID, err)
-			} else if got != code {
-				t.Errorf("item %d acknowledged to one cart, sold to another", it.ID)
-			}
-		}
-	}
-	var sold int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM purchases WHERE sale_id = $1`, saleID).Scan(&sold); err != nil {
-		t.Fatal(err)
-	}
-	if acked != sold {
-		t.Errorf("%d items acknowledged sold, %d purchases", acked, sold)
-	}
 }
 
 func TestCrowd(t *testing.T) {
