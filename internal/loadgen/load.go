@@ -43,6 +43,10 @@ type loadRun struct {
 
 	watch  *saleWatch // reads the sale's progress; nil when the profile buys nothing
 	ledger *Ledger    // what purchases answered
+	// checkouts: the ledger is told every checkout's answer too (a crowd
+	// whose ledger is checked in PostgreSQL).
+	checkouts bool
+	abandon   float64 // flash: share of carts left unpurchased
 	// soldOutAt is when a purchase of this run sold the last item left.
 	soldOutAt atomic.Pointer[time.Time]
 	open      *OpenLoopReport // open profile only
