@@ -2,11 +2,8 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -15,65 +12,6 @@ import (
 	"github.com/flashsale/flashsale/internal/testenv"
 )
 
-// ledger is what the crowd's clients were told.
-type ledger struct {
-	mu          sync.Mutex
-	checkouts   int                      // well-formed checkout requests answered, but for 503s
-	unavailable int                      // checkouts answered 503
-	accepted    map[string]map[int64]int // code -> item -> times accepted
-	purchases   map[string]purchaseResp  // code -> a 200 purchase answer
-	replays     int
-}
-
-func newLedger() *ledger {
-	return &ledger{accepted: map[string]map[int64]int{}, purchases: map[string]purchaseResp{}}
-}
-
-func (l *ledger) checkout(t testing.TB, base, user string, item int64) (checkoutResp, string) {
-	r, st, code := checkout(t, base, user, item)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch st {
-	case 0:
-	case http.StatusServiceUnavailable:
-		l.unavailable++ // its attempt may or may not have been recorded
-	default:
-		l.checkouts++
-	}
-	if st == http.StatusOK {
-		if l.accepted[r.Code] == nil {
-			l.accepted[r.Code] = map[int64]int{}
-		}
-		l.accepted[r.Code][item]++
-	}
-	switch code {
-	case "", "item_sold", "already_in_cart", "user_limit_reached":
-	default:
-		t.Errorf("checkout %d by %s: %d %s", item, user, st, code)
-	}
-	return r, code
-}
-
-func (l *ledger) purchase(t testing.TB, base, code string) {
-	r, st, ec := purchase(t, base, code)
-	if st != http.StatusOK {
-		if ec != "purchase_in_progress" {
-			t.Errorf("purchase: %d %s", st, ec)
-		}
-		return
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if prev, ok := l.purchases[code]; ok {
-		l.replays++
-		if fmt.Sprint(prev) != fmt.Sprint(r) {
-			t.Errorf("purchase of one code answered differently:\n%+v\n%+v", prev, r)
-		}
-		return
-	}
-	l.purchases[code] = r
-}
-
 type crowd struct {
 	instances int
 	users     int
@@ -81,80 +19,80 @@ type crowd struct {
 	loseRedis bool // delete the service's Redis data mid-crowd
 }
 
-// runCrowd sends a crowd of buyers at a fresh sale on real servers, sweeps
-// what is left, and checks every guarantee in PostgreSQL.
+// runCrowd sends loadgen's flash crowd at a fresh sale on real servers,
+// checking every answer's wire format and code, sweeps what is left, and
+// checks every guarantee and what the buyers were told in PostgreSQL.
 func runCrowd(t *testing.T, c crowd) {
 	e := MustEnv(t, env{"USER_ITEM_LIMIT": "10"})
-	insts := make([]*instance, c.instances)
-	for i := range insts {
-		insts[i] = MustStart(t, e)
+	urls := make([]string, c.instances)
+	for i := range urls {
+		urls[i] = MustStart(t, e).URL
 	}
-	sale := MustCreateSale(t, insts[0].URL, c.items, 10*time.Minute)
-	base := func(i int) string { return insts[i%len(insts)].URL }
-	l := newLedger()
+	sale := MustCreateSale(t, urls[0], c.items, 10*time.Minute)
+	l := loadgen.NewLedger(c.items)
 
 	var flushed atomic.Bool
-	var sent atomic.Int64
+	var checkouts atomic.Int64
 	rdb := testenv.MustRedisClient(t, e["REDIS_URL"])
-	var wg sync.WaitGroup
-	for u := range c.users {
-		wg.Go(func() {
-			user := fmt.Sprintf("crowd-%d", u)
-			rng := rand.New(rand.NewPCG(uint64(u), 7))
-			want := 1 + rng.IntN(14) // some want more than the limit
-			for range 2 {
-				var code string
-				for range want {
-					item := sale.ID*1_000_000 + int64(1+rng.IntN(c.items))
-					r, ec := l.checkout(t, base(u+rng.IntN(3)), user, item)
-					if ec == "" {
-						code = r.Code
-					}
-					if c.loseRedis && sent.Add(1) == int64(c.users) && flushed.CompareAndSwap(false, true) {
-						n, err := testenv.DeletePrefix(context.Background(), rdb, e["REDIS_KEY_PREFIX"])
-						if err != nil {
-							t.Errorf("lose redis data: %v", err)
-						}
-						t.Logf("deleted %d Redis keys of the service mid-crowd", n)
-					}
-				}
-				if code == "" || u%7 == 3 { // some abandon their carts
-					continue
-				}
-				if u%5 == 0 { // the same code fired twice at once
-					var pw sync.WaitGroup
-					for i := range 2 {
-						pw.Go(func() { l.purchase(t, base(u+i), code) })
-					}
-					pw.Wait()
-				} else {
-					l.purchase(t, base(u), code)
-				}
+	hc := &http.Client{Timeout: client.Timeout, Transport: wireChecked{t}}
+	api := loadgen.NewClient(hc, urls...).Observed(func(ep loadgen.Endpoint, _, _ time.Time, res loadgen.Response) {
+		switch ep {
+		case loadgen.EndpointCheckout:
+			switch res.Code {
+			case "", "item_sold", "already_in_cart", "user_limit_reached":
+			default:
+				t.Errorf("checkout: %s", res)
 			}
-		})
+			if c.loseRedis && checkouts.Add(1) == int64(c.users) {
+				n, err := testenv.DeletePrefix(context.Background(), rdb, e["REDIS_KEY_PREFIX"])
+				if err != nil {
+					t.Errorf("lose redis data: %v", err)
+				}
+				flushed.Store(true)
+				t.Logf("deleted %d Redis keys of the service mid-crowd", n)
+			}
+		case loadgen.EndpointPurchase:
+			if !res.OK() && res.Code != "purchase_in_progress" {
+				t.Errorf("purchase: %s", res)
+			}
+		}
+	})
+	ids := make([]int64, c.items)
+	for i := range ids {
+		ids[i] = sale.ID*1_000_000 + int64(i+1)
 	}
-	wg.Wait()
+	loadgen.Crowd{
+		Client: api, Pool: loadgen.NewItemPool(ids), Ledger: l, Users: c.users,
+		WantMax: 14, DoubleFire: 0.2, Abandon: 1.0 / 7, Seed: 7, // some want more than the limit, some abandon their carts
+	}.Run(context.Background())
 	if c.loseRedis && !flushed.Load() {
 		t.Fatal("the crowd ended before Redis data was lost")
 	}
 
 	// Abandoned carts hold no stock: fresh buyers take every item left.
-	sweep(t, l, insts[0].URL, sale, c.items)
+	sweep(t, api, l, sale, c.items)
 
 	db := testenv.MustOpenSQL(t, e["DATABASE_URL"])
 	if sold := checkInvariants(t, db, sale.ID); sold != c.items {
 		t.Errorf("sold %d of %d items although buyers wanted all", sold, c.items)
 	}
-	checkLedger(t, db, l, sale.ID)
-	t.Logf("%d checkouts, %d carts accepted, %d purchases (+%d replays)", l.checkouts, len(l.accepted), len(l.purchases), l.replays)
+	check, err := l.Check(context.Background(), db, sale.ID, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range check.Problems {
+		t.Error(p)
+	}
+	t.Log(check)
 }
 
 // sweep buys every unsold item with fresh users, ten items per user.
-func sweep(t *testing.T, l *ledger, base string, sale loadgen.Sale, total int) {
+func sweep(t *testing.T, api *loadgen.Client, l *loadgen.Ledger, sale loadgen.Sale, total int) {
 	t.Helper()
-	var items []itemResp
-	if st, code := call(t, http.MethodGet, fmt.Sprintf("%s/sales/%d/items?limit=1000", base, sale.ID), nil, &items); st != http.StatusOK {
-		t.Fatalf("list items: %d %s", st, code)
+	ctx := context.Background()
+	items, res := api.Items(ctx, sale.ID, 0, 1000)
+	if !res.OK() {
+		t.Fatalf("list items: %s", res)
 	}
 	if len(items) != total {
 		t.Fatalf("listed %d items, want %d", len(items), total)
@@ -169,69 +107,21 @@ func sweep(t *testing.T, l *ledger, base string, sale loadgen.Sale, total int) {
 		user := fmt.Sprintf("sweeper-%d", i)
 		var code string
 		for _, id := range unsold[i:min(i+10, len(unsold))] {
-			if r, ec := l.checkout(t, base, user, id); ec == "" {
-				code = r.Code
+			a, res := api.Checkout(ctx, user, id)
+			l.CheckedOut(id, a, res)
+			if res.OK() {
+				code = a.Code
 			} else {
-				t.Errorf("sweeper checkout of unsold item %d: %s", id, ec)
+				t.Errorf("sweeper checkout of unsold item %d: %s", id, res)
 			}
 		}
 		if code != "" {
-			l.purchase(t, base, code)
+			if p, res := api.Purchase(ctx, code); res.OK() {
+				l.Purchased(code, p)
+			}
 		}
 	}
 	t.Logf("swept %d unsold items", len(unsold))
-}
-
-// checkLedger verifies that what clients were told is in PostgreSQL: every
-// answered checkout has its attempt row, every accepted one its cart row, and
-// every item a 200 purchase reported sold is a purchase of that cart.
-func checkLedger(t *testing.T, db *sql.DB, l *ledger, saleID int64) {
-	t.Helper()
-	ctx := context.Background()
-	var rows int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM checkout_attempts WHERE sale_id = $1`, saleID).Scan(&rows); err != nil {
-		t.Fatal(err)
-	}
-	if rows < l.checkouts || rows > l.checkouts+l.unavailable {
-		t.Errorf("%d checkout attempts persisted, %d answered (+%d answered 503)", rows, l.checkouts, l.unavailable)
-	}
-	for code, items := range l.accepted {
-		for item, n := range items {
-			var got int
-			if err := db.QueryRowContext(ctx, `SELECT count(*) FROM checkout_attempts
-				WHERE checkout_code = $1 AND item_id = $2 AND outcome = 'accepted'`, code, item).Scan(&got); err != nil {
-				t.Fatal(err)
-			}
-			if got != n {
-				t.Errorf("item %d accepted %d times into a cart, %d rows", item, n, got)
-			}
-		}
-	}
-	acked := 0
-	for code, r := range l.purchases {
-		if r.TotalPurchased+r.FailedCount != len(r.Items) || r.Success != (r.TotalPurchased > 0) {
-			t.Errorf("inconsistent purchase answer %+v", r)
-		}
-		for _, it := range r.Items {
-			if !it.Sold {
-				continue
-			}
-			acked++
-			var got string
-			if err := db.QueryRowContext(ctx, `SELECT checkout_code FROM purchases WHERE item_id = $1`, it.ID).Scan(&got); err != nil {
-				t.Errorf("acknowledged sale of item %d not in purchases: %v", it.ID, err)
-			} else if got != code {
-				t.Errorf("item %d acknowledged to one cart, sold to another", it.ID)
-			}
-		}
-	}
-	var sold int
-	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM purchases WHERE sale_id = $1`, saleID).Scan(&sold); err != nil {
-		t.Fatal(err)
-	}
-	if acked != sold {
-		t.Errorf("%d items acknowledged sold, %d purchases", acked, sold)
-	}
 }
 
 func TestCrowd(t *testing.T) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -139,23 +140,8 @@ func call(t testing.TB, method, url string, body io.Reader, out any) (status int
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Errorf("%s %s: Content-Type %q, body %q", method, url, ct, raw)
-	}
-	if resp.StatusCode >= 300 {
-		var e struct {
-			Error, Message string
-		}
-		if err := json.Unmarshal(raw, &e); err != nil || e.Error == "" || e.Message == "" {
-			t.Errorf("%s %s: status %d with body %q: not a JSON error", method, url, resp.StatusCode, raw)
-		}
-		if resp.StatusCode >= 500 && resp.StatusCode != 503 {
-			t.Errorf("%s %s: status %d: %s", method, url, resp.StatusCode, raw)
-		}
-		if resp.StatusCode == 503 && resp.Header.Get("Retry-After") == "" {
-			t.Errorf("%s %s: 503 without Retry-After", method, url)
-		}
-		return resp.StatusCode, e.Error
+	if errCode = checkWire(t, method, url, resp, raw); resp.StatusCode >= 300 {
+		return resp.StatusCode, errCode
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
@@ -163,6 +149,49 @@ func call(t testing.TB, method, url string, body io.Reader, out any) (status int
 		}
 	}
 	return resp.StatusCode, ""
+}
+
+// checkWire flags an answer not in the API's wire format: JSON, a refusal
+// as a JSON error with a message, no 5xx but 503, and a 503 with
+// Retry-After. It returns a refusal's error code.
+func checkWire(t testing.TB, method, url string, resp *http.Response, raw []byte) (errCode string) {
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("%s %s: Content-Type %q, body %q", method, url, ct, raw)
+	}
+	if resp.StatusCode < 300 {
+		return ""
+	}
+	var e struct {
+		Error, Message string
+	}
+	if err := json.Unmarshal(raw, &e); err != nil || e.Error == "" || e.Message == "" {
+		t.Errorf("%s %s: status %d with body %q: not a JSON error", method, url, resp.StatusCode, raw)
+	}
+	if resp.StatusCode >= 500 && resp.StatusCode != 503 {
+		t.Errorf("%s %s: status %d: %s", method, url, resp.StatusCode, raw)
+	}
+	if resp.StatusCode == 503 && resp.Header.Get("Retry-After") == "" {
+		t.Errorf("%s %s: 503 without Retry-After", method, url)
+	}
+	return e.Error
+}
+
+// wireChecked is a transport that checks every answer's wire format.
+type wireChecked struct{ t testing.TB }
+
+func (w wireChecked) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := client.Transport.RoundTrip(req)
+	if err != nil {
+		return nil, err
+	}
+	raw, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	checkWire(w.t, req.Method, req.URL.String(), resp, raw)
+	resp.Body = io.NopCloser(bytes.NewReader(raw))
+	return resp, nil
 }
 
 type checkoutResp struct {
@@ -180,13 +209,6 @@ type purchaseResp struct {
 	} `json:"items"`
 	TotalPurchased int `json:"total_purchased"`
 	FailedCount    int `json:"failed_count"`
-}
-
-type itemResp struct {
-	ID       int64  `json:"id"`
-	Name     string `json:"name"`
-	ImageURL string `json:"image_url"`
-	Sold     bool   `json:"sold"`
 }
 
 func checkout(t testing.TB, base, user string, item int64) (checkoutResp, int, string) {

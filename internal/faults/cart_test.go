@@ -102,12 +102,7 @@ func TestRedisRestoredFromSnapshot(t *testing.T) {
 // purchased code's purchase replays its result (the ledger compares it).
 func purchaseEvery(t *testing.T, c *client, led *ledger) {
 	t.Helper()
-	led.mu.Lock()
-	codes := make([]string, 0, len(led.accepted))
-	for code := range led.accepted {
-		codes = append(codes, code)
-	}
-	led.mu.Unlock()
+	codes := led.Carts()
 	slices.Sort(codes)
 	work := make(chan string)
 	var wg sync.WaitGroup
@@ -119,7 +114,7 @@ func purchaseEvery(t *testing.T, c *client, led *ledger) {
 				for try := 0; try < 20; try++ {
 					out, a := c.purchase(w%len(c.targets), code)
 					if a.ok() {
-						led.purchased(code, out)
+						led.Purchased(code, out)
 						mu.Lock()
 						answered++
 						mu.Unlock()

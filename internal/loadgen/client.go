@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -247,11 +248,17 @@ type PurchaseAnswer struct {
 	FailedCount    int             `json:"failed_count"`
 }
 
+// Lists reports whether the purchase lists item, sold or failed.
+func (a PurchaseAnswer) Lists(item int64) bool {
+	return slices.ContainsFunc(a.Items, func(it PurchasedItem) bool { return it.ID == item })
+}
+
 // PurchasedItem is an item of a purchased cart; Sold says whether this
 // purchase sold it.
 type PurchasedItem struct {
-	ID   int64 `json:"id"`
-	Sold bool  `json:"sold"`
+	ID   int64  `json:"id"`
+	Name string `json:"name,omitempty"`
+	Sold bool   `json:"sold"`
 }
 
 // ActiveSale reads the sale running now.

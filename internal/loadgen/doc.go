@@ -9,6 +9,9 @@
 //     steady (closed loop), realistic (a mix of shoppers) or open (a fixed
 //     rate) — and returns a [Report], which [WriteReport] prints as text or
 //     JSON and [WriteHTMLFile] draws as a self-contained page.
+//   - [Ledger] keeps what buyers were told and checks it against the
+//     answers that follow and, with [Ledger.Check], against PostgreSQL;
+//     [Crowd] releases the flash profile's crowd for a test.
 //   - [TrivialHandler] is a target with the API's shape and none of its
 //     work: the ceiling the service is measured against.
 package loadgen

@@ -1,6 +1,7 @@
 package loadgen
 
 import (
+	"context"
 	"math/rand/v2"
 	"sync"
 )
@@ -38,6 +39,9 @@ func (lr *loadRun) flashUser(n int64) {
 		if code == "" {
 			return // at the limit, nothing left, or the load is over
 		}
+		if lr.abandon > 0 && rng.Float64() < lr.abandon {
+			return // leaves the cart unpurchased
+		}
 		bought += lr.buy(code, lr.cfg.DoubleFire, rng)
 	}
 }
@@ -53,6 +57,9 @@ func (lr *loadRun) fillCart(user string, k int, rng *rand.Rand) (code string) {
 			return code
 		}
 		a, res := lr.c.Checkout(lr.ctx, user, item)
+		if lr.checkouts {
+			lr.ledger.CheckedOut(item, a, res)
+		}
 		switch {
 		case res.OK():
 			code, inCart[item], failures = a.Code, true, 0
@@ -85,4 +92,29 @@ func (lr *loadRun) pickNotIn(cart map[int64]bool, rng *rand.Rand) (int64, bool) 
 		}
 	}
 	return 0, false
+}
+
+// Crowd is the flash profile's crowd for a test that brings its own
+// client, items and ledger, which is told every checkout's answer too.
+type Crowd struct {
+	Client     *Client
+	Pool       *ItemPool // the sale's items, all believed unsold
+	Ledger     *Ledger
+	Users      int
+	WantMax    int     // each buyer wants 1 to WantMax items
+	DoubleFire float64 // share of purchases fired twice at once
+	Abandon    float64 // share of carts left unpurchased, their buyer gone
+	Seed       uint64
+}
+
+// Run releases the crowd and returns when every buyer is done or ctx ends.
+func (c Crowd) Run(ctx context.Context) {
+	lr := &loadRun{
+		cfg:   Config{Users: c.Users, WantMax: c.WantMax, DoubleFire: c.DoubleFire, Seed: c.Seed},
+		runID: newRunID(), c: c.Client, pool: c.Pool, ledger: c.Ledger,
+		ctx: ctx, checkouts: true, abandon: c.Abandon,
+	}
+	lr.stop, lr.endLoad = context.WithCancelCause(ctx)
+	defer lr.endLoad(nil)
+	runFlash(lr)
 }

@@ -41,8 +41,12 @@ type loadRun struct {
 	stop    context.Context
 	endLoad context.CancelCauseFunc
 
-	watch  *saleWatch      // reads the sale's progress; nil when the profile buys nothing
-	ledger *purchaseLedger // what purchases answered
+	watch  *saleWatch // reads the sale's progress; nil when the profile buys nothing
+	ledger *Ledger    // what purchases answered
+	// checkouts: the ledger is told every checkout's answer too (a crowd
+	// whose ledger is checked in PostgreSQL).
+	checkouts bool
+	abandon   float64 // flash: share of carts left unpurchased
 	// soldOutAt is when a purchase of this run sold the last item left.
 	soldOutAt atomic.Pointer[time.Time]
 	open      *OpenLoopReport // open profile only
@@ -112,7 +116,7 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 		}
 		defer stopProfile()
 	}
-	lr := &loadRun{cfg: cfg, runID: newRunID(), sale: s, pool: pool, ledger: newPurchaseLedger(s.TotalItems)}
+	lr := &loadRun{cfg: cfg, runID: newRunID(), sale: s, pool: pool, ledger: NewLedger(s.TotalItems)}
 	start := time.Now()
 	lr.rec = newRecorder(start)
 	lr.c = NewClient(hc, cfg.Targets...).Observed(lr.rec.record)

@@ -40,27 +40,27 @@ func TestItemPool(t *testing.T) {
 	}
 }
 
-// TestPurchaseLedger feeds the ledger what a broken service could answer.
-func TestPurchaseLedger(t *testing.T) {
-	l := newPurchaseLedger(3)
-	var sold []int64
-	note := func(id int64) { sold = append(sold, id) }
-	a := PurchaseAnswer{Success: true, TotalPurchased: 2, Items: []PurchasedItem{{1, true}, {2, true}, {3, false}}}
-	if n := l.purchased("A", a, note); n != 2 {
-		t.Errorf("first answer sold %d", n)
+// TestLedger feeds the ledger what a broken service could answer.
+func TestLedger(t *testing.T) {
+	l := NewLedger(3)
+	it := func(id int64, sold bool) PurchasedItem { return PurchasedItem{ID: id, Sold: sold} }
+	a := PurchaseAnswer{Success: true, TotalPurchased: 2, FailedCount: 1, Items: []PurchasedItem{it(1, true), it(2, true), it(3, false)}}
+	if sold, failed := l.Purchased("A", a); len(sold) != 2 || len(failed) != 1 {
+		t.Errorf("first answer sold %v, failed %v", sold, failed)
 	}
-	if n := l.purchased("A", a, note); n != 0 {
-		t.Errorf("a replay sold %d", n)
+	if sold, _ := l.Purchased("A", a); len(sold) != 0 {
+		t.Errorf("a replay sold %v", sold)
 	}
 	if _, _, v := l.state(); len(v) != 0 {
 		t.Errorf("violations of a correct service: %q", v)
 	}
-	l.purchased("A", PurchaseAnswer{Success: true, TotalPurchased: 1, Items: []PurchasedItem{{1, true}}}, note)
-	l.purchased("B", PurchaseAnswer{Success: true, TotalPurchased: 2, Items: []PurchasedItem{{2, true}, {3, true}}}, note)
+	l.Purchased("A", PurchaseAnswer{Success: true, TotalPurchased: 1, Items: []PurchasedItem{it(1, true)}})
+	sold, _ := l.Purchased("B", PurchaseAnswer{Success: true, TotalPurchased: 2, Items: []PurchasedItem{it(2, true), it(3, true)}})
+	l.Purchased("C", PurchaseAnswer{Success: true, TotalPurchased: 2, Items: []PurchasedItem{it(4, true)}})
 	got, _, v := l.state()
-	want := []string{"answered differently on replay", "item 2 reported sold to two carts"}
-	if len(v) != len(want) || got != 3 || fmt.Sprint(sold) != "[1 2 3]" {
-		t.Fatalf("sold %d %v, violations %q", got, sold, v)
+	want := []string{"answered differently on replay", "item 2 reported sold to two carts", "inconsistent purchase answer for code C", "purchases reported 4 items sold of a sale of 3"}
+	if len(v) != len(want) || got != 4 || fmt.Sprint(sold) != "[3]" {
+		t.Fatalf("sold %d (B: %v), violations %q", got, sold, v)
 	}
 	for i, w := range want {
 		if !strings.Contains(v[i], w) {
