@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
@@ -207,5 +208,45 @@ func TestCheckoutOfUserAtLimit(t *testing.T) {
 	}
 	if got := s.count(t, `SELECT count(*) FROM checkout_attempts WHERE user_id = 'dave' AND outcome = 'user_limit_reached'`); got != 1 {
 		t.Errorf("%d refused attempts recorded, want 1", got)
+	}
+}
+
+// TestConcurrentFirstCheckoutsOfOneUser: the checkouts of a user, sent
+// together by clients that work through the users one after the other, land
+// in concurrent batches that each open the user's cart with the code the
+// cache gave out for it. One opens it; the others find it and add to it: no
+// checkout fails, and each user has one cart with every item.
+func TestConcurrentFirstCheckoutsOfOneUser(t *testing.T) {
+	s := mustStores(t, "")
+	const users, perUser, clients = 1000, 5, 32
+	sale := s.mustSale(t, users*perUser, perUser)
+	codes := make([]string, users)
+	for u := range codes {
+		codes[u] = flashsale.NewCode(sale.ID)
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, users*perUser)
+	for range clients {
+		wg.Go(func() {
+			for n := int(next.Add(1)) - 1; n < users*perUser; n = int(next.Add(1)) - 1 {
+				u := n / perUser
+				add, err := s.checkout(t, sale, fmt.Sprint("user-", u), n+1, codes[u])
+				if err == nil && add.Code != codes[u] {
+					err = fmt.Errorf("user %d: cart %s, want the cache's %s", u, add.Code, codes[u])
+				}
+				if err != nil {
+					errs <- err
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := s.count(t, `SELECT count(*) FROM carts WHERE cardinality(item_ids) = $1`, perUser); got != users {
+		t.Errorf("%d carts hold %d items, want %d", got, perUser, users)
 	}
 }

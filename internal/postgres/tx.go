@@ -18,8 +18,8 @@ var (
 )
 
 // transact runs fn in a transaction and commits it, retrying the whole
-// transaction a few times on serialization failures and deadlocks, which a
-// correct transaction may meet and which leave nothing behind.
+// transaction a few times on the failures a correct transaction may meet
+// and which leave nothing behind (see retryable).
 //
 // A write transaction learns its id before it commits, so that a commit
 // whose outcome is unknown — the connection dropped or the deadline passed
@@ -110,7 +110,22 @@ func (db *DB) committed(ctx context.Context, xid string) (bool, error) {
 	}
 }
 
+// retryable reports whether err leaves nothing behind and the transaction
+// may succeed when run again: a serialization failure, a deadlock, or a
+// checkout batch that opened a cart with the code a concurrent batch was
+// opening the same user's cart with (the cache gives out one code per
+// user). That one waits for the other batch's commit before failing; run
+// again, it finds the code taken and the cart by its user.
 func retryable(err error) bool {
 	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && (pgErr.Code == "40001" || pgErr.Code == "40P01")
+	if !errors.As(err, &pgErr) {
+		return false
+	}
+	switch pgErr.Code {
+	case "40001", "40P01":
+		return true
+	case "23505":
+		return pgErr.ConstraintName == "carts_pkey"
+	}
+	return false
 }
