@@ -46,7 +46,7 @@ type loadRun struct {
 	// checkouts: the ledger is told every checkout's answer too (a crowd
 	// whose ledger is checked in PostgreSQL).
 	checkouts bool
-	abandon   float64 // flash: share of carts left unpurchased
+	crowd     Crowd // flash: what a test's crowd steers; zero for a run
 	// soldOutAt is when a purchase of this run sold the last item left.
 	soldOutAt atomic.Pointer[time.Time]
 	open      *OpenLoopReport // open profile only
@@ -75,6 +75,9 @@ func (lr *loadRun) pause(d time.Duration) bool { return d <= 0 || sleepCtx(lr.st
 func (lr *loadRun) itemSold(id int64) {
 	if lr.pool.Remove(id) == 0 && lr.soldOutAt.CompareAndSwap(nil, new(time.Now())) && lr.watch != nil {
 		lr.endLoad(errSoldOut)
+	}
+	if lr.crowd.Sold != nil {
+		lr.crowd.Sold()
 	}
 }
 

@@ -75,7 +75,7 @@ func (lr *loadRun) shopper(n int, p persona) {
 			}
 		}
 		if code != "" && !lr.stopped() && rng.Float64() < p.purchase {
-			lr.buy(code, 0, rng)
+			lr.buy(cart{conn: lr.c, code: code}, 0, rng)
 			code = ""
 		}
 		if lr.cfg.Think > 0 {
