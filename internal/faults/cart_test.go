@@ -122,7 +122,7 @@ func purchaseEvery(t *testing.T, c *client, led *ledger) {
 					if !a.retryable() {
 						break
 					}
-					time.Sleep(retryWait(a))
+					time.Sleep(retryWait(a.response()))
 				}
 			}
 		})

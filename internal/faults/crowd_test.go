@@ -2,9 +2,7 @@ package faults
 
 import (
 	"context"
-	"crypto/rand"
 	"database/sql"
-	"encoding/hex"
 	"fmt"
 	"maps"
 	mrand "math/rand/v2"
@@ -49,6 +47,10 @@ func (a answer) label() string {
 		return strconv.Itoa(a.Status)
 	}
 	return strconv.Itoa(a.Status) + "_" + a.Code
+}
+
+func (a answer) response() loadgen.Response {
+	return loadgen.Response{Status: a.Status, Code: a.Code, RetryAfter: a.RetryAfter}
 }
 
 func (a answer) ok() bool { return a.Status >= 200 && a.Status < 300 && a.Code == "" }
@@ -221,46 +223,49 @@ const (
 	wantMax      = 14  // each buyer wants 1 to 14 items: above the limit of 10 for some
 	doubleFire   = 0.1 // share of purchases fired twice at once
 	raceShare    = 0.2 // share of purchases during which the buyer checks out one more item, through another instance when there are several
-	maxFailures  = 10  // unexpected answers in a row before a buyer gives up
 	buyAttempts  = 5   // tries of one purchase while the answers are retryable
 	maxRetryWait = time.Second
 )
 
-// crowd is a flash crowd running against a sale.
+// crowd is loadgen's flash crowd running against a sale through the
+// recording client, each cart through an instance of its own.
 type crowd struct {
-	c      *client
-	led    *ledger
-	saleID int64
-	pool   *loadgen.ItemPool
-	runID  string
-	seed   uint64
-
-	stop    context.Context // ends at sell-out or at the deadline
-	end     context.CancelFunc
+	led     *ledger
 	done    chan struct{}
 	soldNow chan struct{} // poked when an item sells
 }
 
 // startCrowd releases users buyers at sale saleID of items items; the crowd
 // stops when every item is sold, every buyer is done, or deadline elapses.
+// A purchase is retried even after the crowd stopped: an acknowledgement
+// lost to a fault is replayed by the next try. A buyer gives up after three
+// purchases no 200 answered; an item a purchase could not sell went to
+// another cart (or the user is at the limit): the crowd leaves it, the
+// sweep finds whatever is really left.
 func startCrowd(t *testing.T, c *client, led *ledger, saleID int64, items, users int, deadline time.Duration) *crowd {
 	t.Helper()
-	b := make([]byte, 4)
-	_, _ = rand.Read(b)
-	cr := &crowd{
-		c: c, led: led, saleID: saleID, pool: newPool(saleID, items), runID: "fc" + hex.EncodeToString(b),
-		seed: uint64(time.Now().UnixNano()), done: make(chan struct{}), soldNow: make(chan struct{}, 1),
+	cr := &crowd{led: led, done: make(chan struct{}), soldNow: make(chan struct{}, 1)}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("crowd: %d buyers on sale %d of %d items over %d instance(s), seed %d", users, saleID, items, len(c.targets), seed)
+	lc := loadgen.Crowd{
+		Pool: newPool(saleID, items), Ledger: led.Ledger, Users: users, WantMax: wantMax, DoubleFire: doubleFire, Seed: seed,
+		Dial:      func(rng *mrand.Rand) loadgen.Conn { return newConn(c, rng.IntN(len(c.targets))) },
+		RaceShare: raceShare,
+		Raced: func(cart string, item int64, out loadgen.CheckoutAnswer, res loadgen.Response) {
+			led.raced(race{cart: cart, item: item, out: out, a: answer{Status: res.Status, Code: res.Code}})
+		},
+		PurchaseAttempts: buyAttempts, RetryAfterStop: true, MaxFailedBuys: 3, ForgetUnsold: true,
+		Backoff: retryWait,
+		Sold: func() {
+			select {
+			case cr.soldNow <- struct{}{}:
+			default:
+			}
+		},
 	}
-	t.Logf("crowd %s: %d buyers on sale %d of %d items over %d instance(s), seed %d", cr.runID, users, saleID, items, len(c.targets), cr.seed)
-	var cancel context.CancelFunc
-	cr.stop, cancel = context.WithTimeout(context.Background(), deadline)
-	cr.end = cancel
-	var wg sync.WaitGroup
-	for u := range users {
-		wg.Go(func() { cr.user(u) })
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	go func() {
-		wg.Wait()
+		lc.Run(ctx)
 		cancel()
 		close(cr.done)
 	}()
@@ -270,8 +275,6 @@ func startCrowd(t *testing.T, c *client, led *ledger, saleID int64, items, users
 	})
 	return cr
 }
-
-func (cr *crowd) stopped() bool { return cr.stop.Err() != nil }
 
 // wait waits until the crowd is done.
 func (cr *crowd) wait() { <-cr.done }
@@ -290,19 +293,9 @@ func (cr *crowd) waitSold(n int) bool {
 	return true
 }
 
-func (cr *crowd) pause(d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	select {
-	case <-cr.stop.Done():
-	case <-time.After(d):
-	}
-}
-
-// retryWait is how long to wait after a retryable answer: Retry-After, at
+// retryWait is how long to wait after a failed request: Retry-After, at
 // most a second; a short pause otherwise.
-func retryWait(a answer) time.Duration {
+func retryWait(a loadgen.Response) time.Duration {
 	if a.RetryAfter > 0 {
 		return min(a.RetryAfter, maxRetryWait)
 	}
@@ -315,163 +308,44 @@ func retryWait(a answer) time.Duration {
 	return 20 * time.Millisecond
 }
 
-// buyer is one user of the crowd, with the instance it talks to: a load
-// balancer's choice, moved on when the instance does not answer.
-type buyer struct {
-	id   string
-	rng  *mrand.Rand
-	home int
+// conn is the way of one buyer's cart to the service: the instance a load
+// balancer chose, moved on when it does not answer. Its requests are not
+// cut short when the crowd stops: one in flight at the deadline is answered
+// and recorded.
+type conn struct {
+	c    *client
+	home atomic.Int64
 }
 
-func (cr *crowd) failover(b *buyer, a answer) {
+func newConn(c *client, home int) *conn {
+	b := &conn{c: c}
+	b.home.Store(int64(home))
+	return b
+}
+
+func (b *conn) Checkout(_ context.Context, user string, item int64) (loadgen.CheckoutAnswer, loadgen.Response) {
+	home := b.home.Load()
+	out, a := b.c.checkout(int(home), user, item)
+	b.failover(home, a)
+	return out, a.response()
+}
+
+func (b *conn) Purchase(_ context.Context, code string) (loadgen.PurchaseAnswer, loadgen.Response) {
+	home := b.home.Load()
+	out, a := b.c.purchase(int(home), code)
+	b.failover(home, a)
+	return out, a.response()
+}
+
+// SecondTab is where a checkout raced against the cart's purchase goes: the
+// next instance, as a second tab behind a load balancer.
+func (b *conn) SecondTab() loadgen.Conn {
+	return newConn(b.c, int(b.home.Load()+1)%len(b.c.targets))
+}
+
+func (b *conn) failover(home int64, a answer) {
 	if a.Code == loadgen.CodeTransport || a.Code == loadgen.CodeTimeout {
-		b.home = (b.home + 1) % len(cr.c.targets)
-	}
-}
-
-func (cr *crowd) user(n int) {
-	b := &buyer{id: cr.runID + "-u" + strconv.Itoa(n), rng: mrand.New(mrand.NewPCG(cr.seed, uint64(n)))}
-	want := 1 + b.rng.IntN(wantMax)
-	failedBuys := 0
-	for bought := 0; bought < want && !cr.stopped() && failedBuys < 3; {
-		b.home = b.rng.IntN(len(cr.c.targets)) // each cart through a fresh choice
-		code, inCart := cr.fillCart(b, want-bought)
-		if code == "" {
-			return
-		}
-		n, ok := cr.buy(b, code, inCart)
-		if !ok {
-			failedBuys++
-		}
-		bought += n
-	}
-}
-
-// fillCart checks out up to k random unsold items and returns the cart's
-// code, "" when nothing was added, and the items in it.
-func (cr *crowd) fillCart(b *buyer, k int) (code string, inCart map[int64]bool) {
-	inCart = map[int64]bool{}
-	for failures, draws := 0, 0; len(inCart) < k && failures < maxFailures && !cr.stopped(); draws++ {
-		item, ok := cr.pool.Pick(b.rng)
-		if !ok || draws > 64*k {
-			return code, inCart
-		}
-		if inCart[item] {
-			continue
-		}
-		out, a := cr.c.checkout(b.home, b.id, item)
-		cr.led.checkedOut(item, out, a)
-		switch {
-		case a.ok():
-			code, inCart[item], failures = out.Code, true, 0
-		case a.Code == "item_sold":
-			cr.itemSold(item)
-		case a.Code == "already_in_cart":
-			inCart[item] = true
-		case a.Code == "user_limit_reached", a.Code == "sale_ended":
-			return code, inCart
-		default:
-			failures++
-			cr.failover(b, a)
-			cr.pause(retryWait(a))
-		}
-	}
-	return code, inCart
-}
-
-func (cr *crowd) itemSold(id int64) {
-	if cr.pool.Remove(id) == 0 {
-		cr.end() // sold out
-	}
-	select {
-	case cr.soldNow <- struct{}{}:
-	default:
-	}
-}
-
-// buy purchases code (sometimes fired twice at once, sometimes while the
-// buyer checks out one more item), retrying retryable answers; it returns
-// the items sold and whether a 200 came back.
-func (cr *crowd) buy(b *buyer, code string, inCart map[int64]bool) (int, bool) {
-	fires := 1
-	if b.rng.Float64() < doubleFire {
-		fires = 2
-	}
-	racing := b.rng.Float64() < raceShare
-	for range buyAttempts {
-		outs := make([]loadgen.PurchaseAnswer, fires)
-		as := make([]answer, fires)
-		var wg sync.WaitGroup
-		if racing {
-			racing = false
-			if item, ok := cr.pickNew(b, inCart); ok {
-				wg.Go(func() { cr.raceCheckout(b, code, item) })
-			}
-		}
-		for i := range fires {
-			wg.Go(func() { outs[i], as[i] = cr.c.purchase(b.home, code) })
-		}
-		wg.Wait()
-		sold, answered, retry := 0, false, false
-		var wait time.Duration
-		for i, a := range as {
-			if a.ok() {
-				answered = true
-				newly, failed := cr.led.Purchased(code, outs[i])
-				for _, id := range newly {
-					sold++
-					cr.itemSold(id)
-				}
-				// An item a purchase could not sell went to another cart
-				// (or the user is at the limit): the crowd leaves it, the
-				// sweep finds whatever is really left.
-				for _, id := range failed {
-					cr.itemSold(id)
-				}
-				continue
-			}
-			if a.retryable() {
-				retry = true
-				wait = max(wait, retryWait(a))
-				cr.failover(b, a)
-			}
-		}
-		if answered || !retry {
-			return sold, answered
-		}
-		fires = 1
-		// A purchase is retried even after the crowd stopped: an
-		// acknowledgement lost to a fault is replayed by the next try.
-		time.Sleep(wait)
-	}
-	return 0, false
-}
-
-// pickNew picks an item the crowd believes unsold that is not in the cart.
-func (cr *crowd) pickNew(b *buyer, inCart map[int64]bool) (int64, bool) {
-	for range 64 {
-		item, ok := cr.pool.Pick(b.rng)
-		if !ok {
-			return 0, false
-		}
-		if !inCart[item] {
-			return item, true
-		}
-	}
-	return 0, false
-}
-
-// raceCheckout checks out item while the buyer's purchase of cart is in
-// flight, through the next instance: a second tab behind a load balancer.
-// Answered 200 with cart's code, the item must be in cart's purchase
-// result; answered with a new code, it is in a new cart.
-func (cr *crowd) raceCheckout(b *buyer, cart string, item int64) {
-	target := (b.home + 1) % len(cr.c.targets)
-	out, a := cr.c.checkout(target, b.id, item)
-	cr.led.checkedOut(item, out, a)
-	cr.led.raced(race{cart: cart, item: item, out: out, a: a})
-	if a.Code == "item_sold" {
-		cr.itemSold(item)
+		b.home.CompareAndSwap(home, (home+1)%int64(len(b.c.targets)))
 	}
 }
 
@@ -571,7 +445,7 @@ func sweepCart(c *client, led *ledger, target int, user string, items []int64, s
 			if !a.retryable() {
 				break
 			}
-			time.Sleep(retryWait(a))
+			time.Sleep(retryWait(a.response()))
 		}
 	}
 	if code == "" {
@@ -587,7 +461,7 @@ func sweepCart(c *client, led *ledger, target int, user string, items []int64, s
 		if !a.retryable() {
 			return
 		}
-		time.Sleep(retryWait(a))
+		time.Sleep(retryWait(a.response()))
 	}
 }
 
