@@ -80,7 +80,7 @@ func (lr *loadRun) fillCart(conn Conn, user string, k int, rng *rand.Rand) cart 
 			return ct
 		}
 		a, res := conn.Checkout(lr.ctx, user, item)
-		if lr.checkouts {
+		if lr.crowd.Ledger != nil {
 			lr.ledger.CheckedOut(item, a, res)
 		}
 		switch {
@@ -186,7 +186,7 @@ func (c Crowd) Run(ctx context.Context) {
 	lr := &loadRun{
 		cfg:   Config{Users: c.Users, WantMax: c.WantMax, DoubleFire: c.DoubleFire, Seed: c.Seed},
 		runID: newRunID(), c: c.Client, pool: c.Pool, ledger: c.Ledger,
-		ctx: ctx, checkouts: true, crowd: c,
+		ctx: ctx, crowd: c,
 	}
 	lr.stop, lr.endLoad = context.WithCancelCause(ctx)
 	defer lr.endLoad(nil)

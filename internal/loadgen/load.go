@@ -43,10 +43,9 @@ type loadRun struct {
 
 	watch  *saleWatch // reads the sale's progress; nil when the profile buys nothing
 	ledger *Ledger    // what purchases answered
-	// checkouts: the ledger is told every checkout's answer too (a crowd
-	// whose ledger is checked in PostgreSQL).
-	checkouts bool
-	crowd     Crowd // flash: what a test's crowd steers; zero for a run
+	// crowd is a test's flash crowd, zero for a run: what it steers, and a
+	// ledger told every checkout's answer too (checked in PostgreSQL).
+	crowd Crowd
 	// soldOutAt is when a purchase of this run sold the last item left.
 	soldOutAt atomic.Pointer[time.Time]
 	open      *OpenLoopReport // open profile only
