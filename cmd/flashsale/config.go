@@ -119,19 +119,24 @@ func loadConfig(getenv func(string) string) (Config, error) {
 	if err := c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, errors.New("LOG_LEVEL must be debug, info, warn or error"))
 	}
-	// Rate limits: "N" or "N/s", "N/m", "N/h" (0: off) and a burst that
-	// defaults to twice the rate.
-	limitVar := func(key, def string) httpapi.Limit {
+	// Rate limits: "N" or "N/s", "N/m", "N/h" (0: off), and for the token
+	// buckets a burst that defaults to twice the rate.
+	rateVar := func(key, def string) httpapi.Limit {
 		l, err := httpapi.ParseLimitRate(env(key, def))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s must be N, N/s, N/m or N/h with N between 0 and 1000000", key))
 		}
+		return l
+	}
+	limitVar := func(key, def string) httpapi.Limit {
+		l := rateVar(key, def)
 		l.Burst = intVar(key+"_BURST", max(2*l.Rate, 1), 1, 10_000_000)
 		return l
 	}
 	c.RateLimitUser = limitVar("RATE_LIMIT_USER", "10")
 	c.RateLimitAddr = limitVar("RATE_LIMIT_ADDR", "0")
-	c.UnknownCodes = limitVar("RATE_LIMIT_UNKNOWN_CODES", "20/m")
+	// A fixed window of look-ups per client and sale: no burst.
+	c.UnknownCodes = rateVar("RATE_LIMIT_UNKNOWN_CODES", "20/m")
 	if c.UnknownCodes.Rate < 1 {
 		errs = append(errs, errors.New("RATE_LIMIT_UNKNOWN_CODES must allow at least 1 look-up"))
 	}
@@ -186,7 +191,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Duration("settlement_interval", c.SettlementInterval),
 		slog.String("log_level", c.LogLevel.String()),
 		slog.String("rate_limit_user", limitString(c.RateLimitUser)),
-		slog.String("rate_limit_unknown_codes", limitString(c.UnknownCodes)),
+		slog.String("rate_limit_unknown_codes", fmt.Sprintf("%d per %s", c.UnknownCodes.Rate, c.UnknownCodes.Period)),
 		slog.String("rate_limit_addr", limitString(c.RateLimitAddr)),
 		slog.Int("trusted_proxies", len(c.TrustedProxies)),
 	)
