@@ -104,7 +104,10 @@ func TestLostReplyChargesRateLimitOnce(t *testing.T) {
 		t.Run(lr.name, func(t *testing.T) {
 			proxyURL, proxy, directURL, prefix := delayedRedis(t)
 			rdb := testenv.MustRedisClient(t, directURL)
-			l := mustLimiter(t, mustOpen(t, proxyURL), RateLimiterOptions{Prefix: prefix})
+			// Decisions give up before the client's read timeout (1 s), as
+			// the default's 100 ms do, with room for the first decision's
+			// connection on a loaded machine.
+			l := mustLimiter(t, mustOpen(t, proxyURL), RateLimiterOptions{Prefix: prefix, Timeout: 900 * time.Millisecond})
 			ctx := context.Background()
 			// A burst of 3 per hour: the budget does not refill during the test.
 			const rate, burst = 1, 3
