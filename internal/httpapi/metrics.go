@@ -49,7 +49,7 @@ type requestKey struct {
 	method    string // the catalog's method label (normalizeMethod)
 	semMethod string // the semantic conventions' method: upper case, or "_OTHER"
 	status    int
-	proto     string // the HTTP version, "1.1" or "2"
+	proto     string // the HTTP version, "1.0", "1.1" or "2.0"
 	https     bool
 }
 
@@ -101,18 +101,16 @@ func newMetrics(meter metric.Meter) (*metrics, error) {
 // catalog's request instruments and in http.server.request.duration, with
 // attribute sets built once per kind of request.
 func (m *metrics) recordRequest(ctx context.Context, r *http.Request, status int, elapsed time.Duration) {
-	key := requestKey{status: status, proto: "1.1", https: r.TLS != nil}
+	key := requestKey{status: status, https: r.TLS != nil}
+	// The version as otelhttp reads it ("1.1", "2.0"): net/http accepts
+	// only HTTP/1.d and HTTP/2.0, so the set is bounded.
+	_, key.proto, _ = strings.Cut(r.Proto, "/")
 	if _, p, ok := strings.Cut(r.Pattern, " "); ok {
 		key.route = p
 	}
 	key.method, key.semMethod = normalizeMethod(r.Method), normalizeMethod(strings.ToUpper(r.Method))
 	if key.semMethod == methodOther {
 		key.semMethod = "_OTHER"
-	}
-	if r.ProtoMajor == 2 {
-		key.proto = "2"
-	} else if r.ProtoMajor == 1 && r.ProtoMinor == 0 {
-		key.proto = "1.0"
 	}
 	v, ok := m.requestAttrs.Load(key)
 	if !ok {
