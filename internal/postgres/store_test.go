@@ -22,6 +22,7 @@ type stores struct {
 	sales     *postgres.SaleStore
 	carts     *postgres.CartStore
 	purchases *postgres.PurchaseStore
+	epoch     time.Time // sales start a second apart before it
 	nsales    int
 }
 
@@ -45,6 +46,7 @@ func mustStores(tb testing.TB, url string) *stores {
 	}
 	s := &stores{
 		url: url, db: db, sql: db.SQL(), sales: sales,
+		epoch:     time.Now().Add(-time.Minute).Truncate(time.Second),
 		carts:     postgres.NewCartStore(db, postgres.CartStoreOptions{TracerProvider: tracenoop.NewTracerProvider()}),
 		purchases: postgres.NewPurchaseStore(db, postgres.PurchaseStoreOptions{}),
 	}
@@ -62,10 +64,14 @@ func mustStores(tb testing.TB, url string) *stores {
 func (s *stores) mustSale(tb testing.TB, n, limit int) *flashsale.Sale {
 	tb.Helper()
 	s.nsales++
-	start := time.Now().Add(-time.Minute - time.Duration(s.nsales)*time.Second).Truncate(time.Second)
-	sale, _, err := s.sales.CreateSale(context.Background(), flashsale.NewSale{Start: start, Duration: time.Hour, TotalItems: n, UserItemLimit: limit})
+	// A sale's id is its start second: counted from a fixed epoch, two
+	// sales never share one, however slowly the test runs.
+	start := s.epoch.Add(-time.Duration(s.nsales) * time.Second)
+	sale, created, err := s.sales.CreateSale(context.Background(), flashsale.NewSale{Start: start, Duration: time.Hour, TotalItems: n, UserItemLimit: limit})
 	if err != nil {
 		tb.Fatal(err)
+	} else if !created {
+		tb.Fatalf("sale %d already existed", sale.ID)
 	}
 	return sale
 }

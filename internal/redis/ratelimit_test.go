@@ -199,7 +199,9 @@ func TestRateLimiterStalledRedis(t *testing.T) {
 // A caller that leaves does not pause the limiter for everyone else.
 func TestRateLimiterCallerCancelDoesNotPause(t *testing.T) {
 	url, prefix := testenv.MustRedis(t)
-	l := mustLimiter(t, mustOpen(t, url), RateLimiterOptions{Prefix: prefix})
+	// A timeout that a loaded machine's first decision (a new connection,
+	// the script's load) stays well inside: only the cancel can fail it.
+	l := mustLimiter(t, mustOpen(t, url), RateLimiterOptions{Prefix: prefix, Timeout: 900 * time.Millisecond})
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if _, err := l.Allow(ctx, "k", 1, 1, time.Second); err == nil {
