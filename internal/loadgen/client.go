@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Endpoint names a route of the API in reports, as the service's metrics do.
@@ -39,15 +41,17 @@ const (
 // maxBody bounds a response read: a page of 1000 items is about 150 KB.
 const maxBody = 8 << 20
 
-// NewHTTPClient returns a client tuned for load on one host: conns idle
-// connections are kept, so a request never waits for a new TCP connection
-// the previous one could have reused; maxConns (0: unbounded) caps them.
+// NewHTTPClient returns a net/http client tuned for load on one host: conns
+// idle connections are kept, so a request never waits for a new TCP
+// connection the previous one could have reused; maxConns (0: unbounded)
+// caps them. Tests use it (or their own, with a checking RoundTripper) through
+// NewClient; Run's load goes through the leaner NewFastClient.
 func NewHTTPClient(conns, maxConns int, timeout time.Duration) *http.Client {
 	return &http.Client{
 		Timeout: timeout,
 		Transport: &http.Transport{
 			Proxy:               nil, // load goes straight to the target, whatever the environment says
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        0, // no global cap: one host
 			MaxIdleConnsPerHost: max(conns, 2),
 			MaxConnsPerHost:     maxConns,
@@ -59,12 +63,14 @@ func NewHTTPClient(conns, maxConns int, timeout time.Duration) *http.Client {
 	}
 }
 
+const dialTimeout = 5 * time.Second
+
 // Client speaks the service's API. Each request goes to the next of its
 // targets, round robin, as a load balancer would send it.
 type Client struct {
 	targets    []string
 	next       *atomic.Uint64
-	hc         *http.Client
+	rt         roundTripper
 	adminToken string // for POST /admin/sales
 	// observe, when set, is told of every request the run did not cut short.
 	observe func(ep Endpoint, start, end time.Time, res Response)
@@ -73,8 +79,36 @@ type Client struct {
 // NewClient returns a client of the service at targets (base URLs) that
 // sends its requests through hc.
 func NewClient(hc *http.Client, targets ...string) *Client {
-	return &Client{targets: targets, next: new(atomic.Uint64), hc: hc}
+	return &Client{targets: targets, next: new(atomic.Uint64), rt: netHTTP{hc}}
 }
+
+// NewFastClient returns a client of the service at targets whose requests go
+// through fasthttp: each is written and read by the calling goroutine, with
+// no hand-off to per-connection goroutines and no allocation per request,
+// so the generator spends a fraction of net/http's CPU on a machine it
+// shares with the service it measures. It keeps up to conns connections
+// (maxConns, when not 0, caps them); a request waits up to timeout for a
+// connection and its answer. A request in flight when its context ends is
+// not interrupted: it ends with its answer or its timeout.
+func NewFastClient(conns, maxConns int, timeout time.Duration, targets ...string) *Client {
+	if maxConns > 0 {
+		conns = min(conns, maxConns)
+	}
+	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	fc := &fasthttp.Client{
+		Dial:                      func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) },
+		MaxConnsPerHost:           max(conns, 2),
+		MaxConnWaitTimeout:        timeout,
+		MaxIdleConnDuration:       90 * time.Second,
+		MaxIdemponentCallAttempts: 1, // a load generator never resends by itself
+		MaxResponseBodySize:       maxBody,
+		NoDefaultUserAgentHeader:  true,
+	}
+	return &Client{targets: targets, next: new(atomic.Uint64), rt: fastHTTP{fc, timeout}}
+}
+
+// CloseIdleConnections closes the client's idle connections.
+func (c *Client) CloseIdleConnections() { c.rt.closeIdle() }
 
 // Observed returns a copy of c that tells observe of every request: the
 // endpoint, when it was meant to go out, when the answer came and what it
@@ -151,50 +185,37 @@ func (c *Client) target() string {
 // the request was meant to go out: latency counts from it, so an open-loop
 // request that had to wait for a slot shows the wait.
 func (c *Client) do(ctx context.Context, ep Endpoint, method, path string, body []byte, start time.Time, out any) Response {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.target()+path, rd)
-	if err != nil {
-		return Response{Code: CodeTransport, Err: err}
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+	var token string
 	if ep == EndpointCreateSale {
-		req.Header.Set("Authorization", "Bearer "+c.adminToken)
+		token = c.adminToken
 	}
-	res := c.send(ctx, req, out)
+	var res Response
+	status, err := c.rt.roundTrip(ctx, method, c.target()+path, token, body, func(status int, retryAfter, raw []byte) {
+		res = decode(status, retryAfter, raw, out)
+	})
+	if err != nil {
+		res = transportError(ctx, err)
+		res.Status = status
+	}
 	if c.observe != nil && !res.Canceled {
 		c.observe(ep, start, time.Now(), res)
 	}
 	return res
 }
 
-func (c *Client) send(ctx context.Context, req *http.Request, out any) Response {
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return transportError(ctx, err)
-	}
-	defer resp.Body.Close()
-	// Reading the whole body lets the connection be reused.
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		r := transportError(ctx, err)
-		r.Status = resp.StatusCode
-		return r
-	}
-	res := Response{Status: resp.StatusCode}
-	if resp.StatusCode < 200 || resp.StatusCode >= 300 {
-		if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs > 0 {
+// decode reads an answer: its status, its Retry-After (delay-seconds form)
+// and the error code of a non-2xx JSON body, or a 2xx body into out.
+func decode(status int, retryAfter, raw []byte, out any) Response {
+	res := Response{Status: status}
+	if status < 200 || status >= 300 {
+		if secs, err := strconv.Atoi(string(retryAfter)); err == nil && secs > 0 {
 			res.RetryAfter = time.Duration(secs) * time.Second
 		}
 		var e struct {
 			Error string `json:"error"`
 		}
 		if err := json.Unmarshal(raw, &e); err != nil || e.Error == "" {
-			res.Code, res.Err = CodeInvalidResponse, fmt.Errorf("status %d with body %.200q", resp.StatusCode, raw)
+			res.Code, res.Err = CodeInvalidResponse, fmt.Errorf("status %d with body %.200q", status, raw)
 		} else {
 			res.Code = e.Error
 		}
@@ -207,6 +228,82 @@ func (c *Client) send(ctx context.Context, req *http.Request, out any) Response 
 	}
 	return res
 }
+
+// roundTripper sends one request (a JSON body when body is not nil, a
+// bearer token when token is not empty) and hands its answer to read. The
+// status is that of the answer, or 0 when none came; raw is valid only
+// during read, which is not called when err is not nil.
+type roundTripper interface {
+	roundTrip(ctx context.Context, method, url, token string, body []byte, read func(status int, retryAfter, raw []byte)) (status int, err error)
+	closeIdle()
+}
+
+// netHTTP sends requests through a net/http client.
+type netHTTP struct{ hc *http.Client }
+
+func (t netHTTP) roundTrip(ctx context.Context, method, url, token string, body []byte, read func(int, []byte, []byte)) (int, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return 0, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := t.hc.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	// Reading the whole body lets the connection be reused.
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	read(resp.StatusCode, []byte(resp.Header.Get("Retry-After")), raw)
+	return resp.StatusCode, nil
+}
+
+func (t netHTTP) closeIdle() { t.hc.CloseIdleConnections() }
+
+// fastHTTP sends requests through a fasthttp client, each within timeout
+// or the context's deadline, whichever comes first.
+type fastHTTP struct {
+	fc      *fasthttp.Client
+	timeout time.Duration
+}
+
+func (t fastHTTP) roundTrip(ctx context.Context, method, url, token string, body []byte, read func(int, []byte, []byte)) (int, error) {
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	req.Header.SetMethod(method)
+	req.SetRequestURI(url)
+	if body != nil {
+		req.Header.SetContentType("application/json")
+		req.SetBodyRaw(body)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	deadline := time.Now().Add(t.timeout)
+	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+		deadline = d
+	}
+	if err := t.fc.DoDeadline(req, resp, deadline); err != nil {
+		return 0, err
+	}
+	read(resp.StatusCode(), resp.Header.Peek("Retry-After"), resp.Body())
+	return resp.StatusCode(), nil
+}
+
+func (t fastHTTP) closeIdle() { t.fc.CloseIdleConnections() }
 
 func transportError(ctx context.Context, err error) Response {
 	if ctx.Err() != nil {

@@ -93,17 +93,17 @@ func (lr *loadRun) lastSold() time.Time {
 // measured. Progress lines go to stderr. The run was interrupted when ctx
 // ends: the load stops and the report still comes.
 func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
-	hc := NewHTTPClient(cfg.conns(), cfg.MaxConns, cfg.Timeout)
-	defer hc.CloseIdleConnections()
+	api := NewFastClient(cfg.conns(), cfg.MaxConns, cfg.Timeout, cfg.Targets...)
+	defer api.CloseIdleConnections()
 	// Discovery and the sale's creation go to the first target.
-	c := NewClient(hc, cfg.Targets[0])
-	c.adminToken = cfg.AdminToken
+	c := *api
+	c.targets, c.adminToken = cfg.Targets[:1], cfg.AdminToken
 
-	s, created, err := findSale(ctx, cfg, c)
+	s, created, err := findSale(ctx, cfg, &c)
 	if err != nil {
 		return nil, err
 	}
-	pool, err := discoverItems(ctx, c, s)
+	pool, err := discoverItems(ctx, &c, s)
 	if err != nil {
 		return nil, err
 	}
@@ -121,7 +121,7 @@ func Run(ctx context.Context, cfg Config, stderr io.Writer) (*Report, error) {
 	lr := &loadRun{cfg: cfg, runID: newRunID(), sale: s, pool: pool, ledger: NewLedger(s.TotalItems)}
 	start := time.Now()
 	lr.rec = newRecorder(start)
-	lr.c = NewClient(hc, cfg.Targets...).Observed(lr.rec.record)
+	lr.c = api.Observed(lr.rec.record)
 	lr.ctx = ctx
 	lr.stop, lr.endLoad = context.WithCancelCause(ctx)
 	timer := time.AfterFunc(cfg.Duration, func() { lr.endLoad(errDurationElapsed) })
