@@ -309,8 +309,9 @@ func transportError(ctx context.Context, err error) Response {
 	if ctx.Err() != nil {
 		return Response{Code: CodeTransport, Err: err, Canceled: true}
 	}
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	var te interface{ Timeout() bool } // net.Error's, and fasthttp.ErrTimeout's
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, fasthttp.ErrDialTimeout) ||
+		errors.Is(err, fasthttp.ErrNoFreeConns) || (errors.As(err, &te) && te.Timeout()) {
 		return Response{Code: CodeTimeout, Err: err}
 	}
 	return Response{Code: CodeTransport, Err: err}
