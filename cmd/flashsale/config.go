@@ -4,10 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"time"
+
+	"github.com/KimMachineGun/automemlimit/memlimit"
 
 	"github.com/flashsale/flashsale/internal/httpapi"
 	"github.com/flashsale/flashsale/internal/invariants"
@@ -195,6 +199,34 @@ func (c Config) LogValue() slog.Value {
 		slog.String("rate_limit_addr", limitString(c.RateLimitAddr)),
 		slog.Int("trusted_proxies", len(c.TrustedProxies)),
 	)
+}
+
+// setMemoryLimit sets the Go memory limit, past which the garbage collector
+// works harder to keep the process's memory under it, and returns, for the
+// start-up log, the limit in effect and where it comes from:
+//   - GOMEMLIMIT, when set: the runtime has read it itself;
+//   - cgroup: 90% of the memory limit of the process's cgroup (a container's
+//     limit), so that the collector, not the kernel's OOM killer, acts first;
+//     AUTOMEMLIMIT, when set, is another ratio in (0,1], or "off";
+//   - none: neither, or "off".
+//
+// Both variables are read from the process environment, as the runtime does.
+// The limit is the process's, set here rather than in main so that the
+// start-up log states it: tests that run the service many times in one
+// process set the same value each time.
+func setMemoryLimit() (slog.Attr, error) {
+	limit, err := memlimit.Set(memlimit.WithRatio(0.9), memlimit.WithProvider(memlimit.FromCgroup))
+	if errors.Is(err, memlimit.ErrNoCgroup) || errors.Is(err, memlimit.ErrCgroupsNotSupported) {
+		err = nil // no cgroup, no limit
+	}
+	from := "cgroup"
+	switch {
+	case limit == math.MaxInt64: // the runtime's "no limit"
+		return slog.Group("memory_limit", "from", "none"), err
+	case os.Getenv("GOMEMLIMIT") != "":
+		from = "GOMEMLIMIT"
+	}
+	return slog.Group("memory_limit", "bytes", limit, "from", from), err
 }
 
 // redactURL masks the password of a URL, and anything that does not parse.

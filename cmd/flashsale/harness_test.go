@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,6 +19,12 @@ import (
 	"github.com/flashsale/flashsale/internal/telemetry"
 	"github.com/flashsale/flashsale/internal/testenv"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testenv.RemoveCommands() // the service binary of tests that run it as a process
+	os.Exit(code)
+}
 
 // instance is one running service started through run.
 type instance struct {

@@ -55,7 +55,11 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 		return fmt.Errorf("config: %w", err)
 	}
 	log := telemetry.NewLogger(stdout, cfg.LogLevel)
-	log.Info("starting", "version", version, "revision", revision, "config", cfg)
+	memLimit, memErr := setMemoryLimit()
+	log.Info("starting", "version", version, "revision", revision, "config", cfg, memLimit)
+	if memErr != nil {
+		log.Warn("memory limit not set from the cgroup", "err", memErr)
+	}
 
 	// The OpenTelemetry SDK and its exporters read the OTEL_* variables from
 	// the process environment themselves.

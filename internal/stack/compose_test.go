@@ -306,10 +306,14 @@ func TestComposeAppEnvironment(t *testing.T) {
 		t.Errorf("%s: service %q: ADMIN_TOKEN default %q is shorter than 8 characters: the service refuses to start", composePath, svcApp, tok)
 	}
 
-	// Memory: GOMEMLIMIT set, and below the container limit that the memory alert uses.
+	// Memory: a container limit, which sets the Go memory limit the memory alert uses
+	// (90% of it); GOMEMLIMIT, when set instead, must be below it.
 	limit, err := parseBytes(app.Deploy.Resources.Limits.Memory)
 	if err != nil {
 		t.Errorf("%s: service %q: deploy.resources.limits.memory %q: %v", composePath, svcApp, app.Deploy.Resources.Limits.Memory, err)
+	}
+	if env["GOMEMLIMIT"] == "" {
+		return
 	}
 	soft, err := parseGoMemLimit(env["GOMEMLIMIT"])
 	if err != nil {
