@@ -4,7 +4,10 @@
 //
 //   - [Client] speaks the API (checkout, purchase, sales and their items)
 //     and tells an observer of every answer; [Response] says whether a
-//     refusal may be retried and how long to wait first.
+//     refusal may be retried and how long to wait first. [NewFastClient]
+//     sends through fasthttp, the lean client [Run]'s load uses; [NewClient]
+//     through any *http.Client, for tests that check the wire in a
+//     RoundTripper.
 //   - [Run] runs a profile of a [Config] — flash (a crowd released at once),
 //     steady (closed loop), realistic (a mix of shoppers) or open (a fixed
 //     rate) — and returns a [Report], which [WriteReport] prints as text or
