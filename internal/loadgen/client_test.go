@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 )
@@ -12,9 +13,12 @@ import (
 // TestTransportsAgree: the generator's fasthttp client and the tests'
 // net/http client send the same requests and read the same answers.
 func TestTransportsAgree(t *testing.T) {
-	var got []string
+	var mu sync.Mutex
+	var got []string // what the server was sent
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
 		got = append(got, fmt.Sprintf("%s %s %q %q", r.Method, r.URL, r.Header.Get("Content-Type"), r.Header.Get("Authorization")))
+		mu.Unlock()
 		switch r.URL.Path {
 		case "/checkout":
 			if r.URL.Query().Get("user_id") == "slow" {
@@ -35,7 +39,9 @@ func TestTransportsAgree(t *testing.T) {
 	defer srv.Close()
 	ctx := context.Background()
 	run := func(c *Client) []string {
+		mu.Lock()
 		got = nil
+		mu.Unlock()
 		c.adminToken = "tok"
 		var out []string
 		_, res := c.Checkout(ctx, "a b", 7)
@@ -48,6 +54,8 @@ func TestTransportsAgree(t *testing.T) {
 		out = append(out, fmt.Sprintf("%d %s", res.Status, res.Code))
 		_, res = c.Checkout(ctx, "slow", 7) // answers after the timeout
 		out = append(out, fmt.Sprintf("%d %s", res.Status, res.Code))
+		mu.Lock()
+		defer mu.Unlock()
 		return append(out, got...)
 	}
 	timeout := 100 * time.Millisecond
