@@ -56,7 +56,7 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 
 	// Abuse limits of POST /checkout and /purchase, shared through Redis.
-	RateLimitUser httpapi.Limit // RATE_LIMIT_USER, RATE_LIMIT_USER_BURST: per user (purchase: per code)
+	RateLimitUser httpapi.Limit // RATE_LIMIT_USER, RATE_LIMIT_USER_BURST: per user and sale (purchase: per code)
 	// RATE_LIMIT_UNKNOWN_CODES: purchases of codes that PostgreSQL does not
 	// know either, per client address and sale (fixed window): each costs a
 	// database look-up.

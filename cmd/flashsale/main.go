@@ -94,6 +94,8 @@ func run(ctx context.Context, getenv func(string) string, stdout io.Writer, list
 	cache, err := redis.NewCache(rc, redis.CacheOptions{
 		Prefix: cfg.RedisKeyPrefix, MeterProvider: tel.MeterProvider,
 		CodeMisses: cfg.UnknownCodes.Rate, MissWindow: cfg.UnknownCodes.Period,
+		// A user's checkout budget rides in the checkout's own script.
+		UserCheckouts: redis.Budget(cfg.RateLimitUser),
 	})
 	if err != nil {
 		return err

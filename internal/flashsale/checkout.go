@@ -83,7 +83,8 @@ var ErrNotLoaded = Errorf(EUnavailable, "sale state is loading")
 // Its answers are "maybe" or facts the store committed: it never decides a
 // sale, PostgreSQL does.
 type Cache interface {
-	// CheckCheckout is a checkout's fast path. It returns EItemSold or
+	// CheckCheckout is a checkout's fast path. It returns ERateLimited (with
+	// a RetryAfter) when the user's checkout budget is spent, EItemSold or
 	// EUserLimit (items bought, not held) when the store committed so, and
 	// otherwise the code of the user's open cart as the cache knows it,
 	// opening it as newCode when the cache knows none. It returns ErrNotLoaded

@@ -152,12 +152,12 @@ func (s *Service) Forget(cutoff time.Time) {
 }
 
 // Checkout adds an item to the user's cart and returns the cart's code. Every
-// well-formed request is recorded by the cart store, accepted or not, before
-// Checkout returns. The cache only turns away what the store committed (a
+// well-formed request within the user's checkout budget is recorded by the
+// cart store, accepted or not, before Checkout returns. The cache only turns away what the store committed (a
 // sold item, a user who bought the limit) and names the user's cart; the
 // store decides the rest. It returns EInvalidUserID, EInvalidItemID,
-// EItemNotFound, ESaleNotStarted, ESaleEnded, EItemSold, EAlreadyInCart,
-// EUserLimit or EUnavailable.
+// EItemNotFound, ESaleNotStarted, ESaleEnded, ERateLimited, EItemSold,
+// EAlreadyInCart, EUserLimit or EUnavailable.
 func (s *Service) Checkout(ctx context.Context, userID string, itemID int64) (res CheckoutResult, saleID int64, err error) {
 	if err := ValidateUserID(userID); err != nil {
 		return res, 0, err
@@ -167,6 +167,11 @@ func (s *Service) Checkout(ctx context.Context, userID string, itemID int64) (re
 	}
 	a := Attempt{UserID: userID, ItemID: itemID}
 	sale, code, err := s.checkCheckout(ctx, userID, itemID)
+	if ErrorCode(err) == ERateLimited {
+		// Over the user's budget: refused before the sale's rules, so
+		// not an attempt (the caller counts such refusals).
+		return res, sale.ID, err
+	}
 	if sale != nil {
 		a.SaleID, a.Limit = sale.ID, sale.UserItemLimit
 	}

@@ -112,6 +112,22 @@ func TestCheckoutRecordsRefusals(t *testing.T) {
 	}
 }
 
+// TestCheckoutOverBudgetIsNoAttempt checks that a checkout the cache refuses
+// for the user's budget is answered so, with the wait, and not recorded: it
+// was refused before the sale's rules (the HTTP layer counts it).
+func TestCheckoutOverBudgetIsNoAttempt(t *testing.T) {
+	svc, p := newTestService()
+	p.checkErr = &Error{Code: ERateLimited, Message: "later", Err: RetryAfter(time.Minute)}
+	_, saleID, err := svc.Checkout(context.Background(), "bob", ItemID(p.sale.ID, 1))
+	var wait RetryAfter
+	if ErrorCode(err) != ERateLimited || !errors.As(err, &wait) || time.Duration(wait) != time.Minute || saleID != p.sale.ID {
+		t.Errorf("Checkout = sale %d, %v; want sale %d, %s after a minute", saleID, err, p.sale.ID, ERateLimited)
+	}
+	if len(p.attempts) != 0 {
+		t.Errorf("attempts = %+v, want none", p.attempts)
+	}
+}
+
 // TestPurchaseErrors checks the codes Purchase answers for the cache's and
 // the store's failures, and for a code of an unknown sale.
 func TestPurchaseErrors(t *testing.T) {

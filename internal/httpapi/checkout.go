@@ -96,15 +96,16 @@ func (s *Server) checkout(ctx context.Context, r *http.Request) (flashsale.Check
 		s.refuse(RefusedAddrRate, "")
 		return flashsale.CheckoutResult{}, err
 	}
-	if err := s.limits.checkUser(ctx, "checkout:user:"+q.UserID); err != nil {
-		s.refuse(RefusedUserRate, q.UserID)
-		return flashsale.CheckoutResult{}, err
-	}
 	ctx, span := s.tracer.Start(ctx, "sale.checkout")
 	defer span.End()
+	// The user's checkout budget is taken by the service's fast path, in
+	// the same Redis script as the checkout's other checks.
 	res, saleID, err := s.svc.Checkout(ctx, q.UserID, q.ItemID)
 	if saleID > 0 {
 		span.SetAttributes(attribute.Int64("sale.id", saleID))
+	}
+	if flashsale.ErrorCode(err) == flashsale.ERateLimited {
+		s.refuse(RefusedUserRate, q.UserID)
 	}
 	if err != nil {
 		endWithError(span, err)

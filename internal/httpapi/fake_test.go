@@ -20,6 +20,9 @@ type fakeService struct {
 	saleErr, checkoutErr, purchaseErr error
 	// purchase is what Purchase returns.
 	purchase *flashsale.Purchase
+	// limitedUser's checkouts are refused for the user's budget, with a
+	// wait of a minute.
+	limitedUser string
 	// block, when not nil, holds Checkout until it is closed; entered is
 	// told each time Checkout starts waiting on it.
 	block, entered chan struct{}
@@ -41,10 +44,10 @@ func newFakeService() (*fakeService, *flashsale.Sale) {
 }
 
 // Checkout puts any item of a known sale in a new cart.
-func (f *fakeService) Checkout(ctx context.Context, _ string, itemID int64) (flashsale.CheckoutResult, int64, error) {
+func (f *fakeService) Checkout(ctx context.Context, userID string, itemID int64) (flashsale.CheckoutResult, int64, error) {
 	f.mu.Lock()
 	f.checkouts++
-	block := f.block
+	block, limited := f.block, f.limitedUser != "" && f.limitedUser == userID
 	f.mu.Unlock()
 	if block != nil {
 		f.entered <- struct{}{}
@@ -57,6 +60,9 @@ func (f *fakeService) Checkout(ctx context.Context, _ string, itemID int64) (fla
 	}
 	if f.checkoutErr != nil {
 		return flashsale.CheckoutResult{}, sale.ID, f.checkoutErr
+	}
+	if limited {
+		return flashsale.CheckoutResult{}, sale.ID, &flashsale.Error{Code: flashsale.ERateLimited, Message: "too many requests for this user, retry later", Err: flashsale.RetryAfter(time.Minute)}
 	}
 	return flashsale.CheckoutResult{Code: flashsale.NewCode(sale.ID), ItemsCount: 1, SaleEndsAt: sale.EndedAt}, sale.ID, nil
 }

@@ -55,10 +55,12 @@ func (l Limit) period() time.Duration {
 func (l Limit) on() bool { return l.Rate > 0 }
 
 // RateLimits are the abuse limits of POST /checkout and POST /purchase:
-// User per user id (checkout) and per code (purchase), Addr per client
-// address over both. A refused request answers 429 and is not passed to the
-// service; when the Limiter fails, requests pass (PostgreSQL keeps the sale's
-// guarantees, not the limits).
+// User per code (purchase), Addr per client address over both. A refused
+// request answers 429 and is not passed to the service; when the Limiter
+// fails, requests pass (PostgreSQL keeps the sale's guarantees, not the
+// limits). A user's checkout budget is the service's (its cache takes it
+// with the checkout's other checks, in one Redis round trip); a checkout it
+// refuses is counted as RefusedUserRate here.
 type RateLimits struct {
 	Limiter    Limiter
 	User, Addr Limit
@@ -107,7 +109,7 @@ func ParseTrustedProxies(s string) ([]net.IPNet, error) {
 }
 
 // check takes one request from the budgets of the client's address and of
-// userKey, in that order: ERateLimited with the wait when either is spent.
+// key (a code's), in that order: ERateLimited with the wait when either is spent.
 func (rl *limits) check(ctx context.Context, r *http.Request, userKey string) error {
 	if err := rl.checkAddr(ctx, r); err != nil {
 		return err

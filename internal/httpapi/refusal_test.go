@@ -48,7 +48,13 @@ func TestRateLimitedCheckoutsAreCounted(t *testing.T) {
 	item := func(n int) string { return itoa(flashsale.ItemID(h.sale.ID, n)) }
 	code := flashsale.NewCode(h.sale.ID)
 
+	// The user's budget is the service's: its refusals are counted here.
 	for i, want := range []int{http.StatusOK, http.StatusTooManyRequests, http.StatusTooManyRequests} {
+		if i == 1 {
+			h.svc.mu.Lock()
+			h.svc.limitedUser = "alice"
+			h.svc.mu.Unlock()
+		}
 		if w := serveFrom(handler, "192.0.2.1:1000", "POST", "/checkout?user_id=alice&id="+item(i+1)); w.Code != want {
 			t.Fatalf("checkout %d of alice: %d %s, want %d", i+1, w.Code, w.Body, want)
 		}

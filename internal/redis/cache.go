@@ -60,6 +60,10 @@ type CacheOptions struct {
 	// not know are then refused with ERateLimited until the window ends.
 	CodeMisses int
 	MissWindow time.Duration
+	// UserCheckouts is each user's budget of checkouts in a sale, taken by
+	// the checkout's own script (one round trip): Rate per Period (a second
+	// when zero) with bursts of Burst; a Rate of 0 turns it off.
+	UserCheckouts Budget
 	// Retention keeps a sale's keys this long after its end.
 	Retention time.Duration
 	// RotationLockTTL bounds how long a crashed instance can hold the lock of
@@ -156,11 +160,33 @@ func (c *Cache) expireAt(s *flashsale.Sale) int64 {
 	return s.EndedAt.Add(c.opts.Retention).Unix()
 }
 
-// CheckCheckout implements flashsale.Cache.
+// Budget is a budget of Rate requests per Period (a second when zero) with
+// bursts of up to Burst; a Rate of 0 turns it off.
+type Budget struct {
+	Rate, Burst int
+	Period      time.Duration
+}
+
+// interval is the time between two requests at the budget's rate, in
+// seconds; 0 when the budget is off.
+func (b Budget) interval() float64 {
+	if b.Rate <= 0 {
+		return 0
+	}
+	return cmp.Or(b.Period, time.Second).Seconds() / float64(b.Rate)
+}
+
+// CheckCheckout implements flashsale.Cache. The user's checkout budget,
+// when on, is taken in the same script: its key is the sale's (one Redis
+// Cluster slot), so the budget is per user and sale.
 func (c *Cache) CheckCheckout(ctx context.Context, s *flashsale.Sale, userID string, seq int, newCode string) (string, error) {
 	k := c.keys(s.ID)
-	res, err := c.pipe.run(ctx, checkCheckoutScript, k.checkout,
-		userID, seq, newCode, s.UserItemLimit, c.expireAt(s)).Slice()
+	keys, args := k.checkout, []any{userID, seq, newCode, s.UserItemLimit, c.expireAt(s)}
+	if iv := c.opts.UserCheckouts.interval(); iv > 0 {
+		keys = append(keys[:len(keys):len(keys)], k.base+"budget:checkout:"+userID)
+		args = append(args, iv, c.opts.UserCheckouts.Burst)
+	}
+	res, err := c.pipe.run(ctx, checkCheckoutScript, keys, args...).Slice()
 	if err != nil {
 		return "", unavailable(err)
 	}
@@ -171,6 +197,11 @@ func (c *Cache) CheckCheckout(ctx context.Context, s *flashsale.Sale, userID str
 		return code, nil
 	case "not_loaded":
 		return "", flashsale.ErrNotLoaded
+	case flashsale.ERateLimited:
+		wait, _ := res[1].(string)
+		secs, _ := strconv.ParseFloat(wait, 64)
+		return "", &flashsale.Error{Code: flashsale.ERateLimited, Message: "too many requests for this user, retry later",
+			Err: flashsale.RetryAfter(max(time.Duration(secs*float64(time.Second)), time.Nanosecond))}
 	case flashsale.EItemSold:
 		return "", flashsale.Errorf(flashsale.EItemSold, "the item is sold")
 	case flashsale.EUserLimit:
