@@ -19,10 +19,22 @@ import (
 // checkouts are refused with the same wait, and once that wait has passed
 // both let one through again. The budget's key is the sale's, and expires
 // once the budget is full again.
+//
+// On a Redis Cluster the budget's key shares the sale's slot, so the script
+// runs there as it does on one server.
 func TestCheckoutBudgetDecidesAsRateLimiter(t *testing.T) {
-	url, prefix := testenv.MustRedis(t)
+	t.Run("redis", func(t *testing.T) {
+		url, prefix := testenv.MustRedis(t)
+		checkoutBudgetAsRateLimiter(t, url, prefix)
+	})
+	t.Run("cluster", func(t *testing.T) {
+		checkoutBudgetAsRateLimiter(t, testenv.StartRedisCluster(t, 3, 0).URL(), "budget")
+	})
+}
+
+func checkoutBudgetAsRateLimiter(t *testing.T, url, prefix string) {
 	c := mustOpen(t, url)
-	rdb := testenv.MustRedisClient(t, url)
+	rdb := c.rdb
 	ctx := context.Background()
 	lim := mustLimiter(t, c, RateLimiterOptions{Prefix: prefix, Timeout: 900 * time.Millisecond})
 	for n, b := range []Budget{
