@@ -93,34 +93,28 @@ func TestMemoryLimit(t *testing.T) {
 	}
 }
 
-// gomemlimitMetric reads go_gc_gomemlimit_bytes from base's /metrics,
-// waiting for it to answer, unless p exits first.
+// gomemlimitMetric reads go_gc_gomemlimit_bytes from base's /metrics once
+// it answers, unless p exits first.
 func gomemlimitMetric(t *testing.T, base string, p *testenv.Process) float64 {
 	t.Helper()
-	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if done, err := p.Exited(); done {
 			t.Fatalf("the service exited: %v\n%s", err, p.Out)
 		}
 		resp, err := http.Get(base + "/metrics")
-		if err != nil {
-			continue
+		if err == nil {
+			resp.Body.Close()
+			break
 		}
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(nil, 1<<20)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "go_gc_gomemlimit_bytes "); ok {
-				resp.Body.Close()
-				f, err := strconv.ParseFloat(v, 64)
-				if err != nil {
-					t.Fatalf("go_gc_gomemlimit_bytes %q: %v", v, err)
-				}
-				return f
-			}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s/metrics does not answer: %v\n%s", base, err, p.Out)
 		}
-		resp.Body.Close()
 	}
-	t.Fatalf("no go_gc_gomemlimit_bytes on %s/metrics\n%s", base, p.Out)
-	return 0
+	s := scrapeMetrics(t, base)
+	if s["go_gc_gomemlimit_bytes"] == nil {
+		t.Fatalf("no go_gc_gomemlimit_bytes on %s/metrics\n%s", base, p.Out)
+	}
+	return s.value("go_gc_gomemlimit_bytes", nil)
 }
 
 // mustMemoryCgroup creates a memory cgroup limited to limit bytes under the

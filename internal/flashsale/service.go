@@ -153,9 +153,10 @@ func (s *Service) Forget(cutoff time.Time) {
 
 // Checkout adds an item to the user's cart and returns the cart's code. Every
 // well-formed request within the user's checkout budget is recorded by the
-// cart store, accepted or not, before Checkout returns. The cache only turns away what the store committed (a
-// sold item, a user who bought the limit) and names the user's cart; the
-// store decides the rest. It returns EInvalidUserID, EInvalidItemID,
+// cart store, accepted or not, before Checkout returns. Besides that budget,
+// the cache only turns away what the store committed (a sold item, a user
+// who bought the limit) and names the user's cart; the store decides the
+// rest. It returns EInvalidUserID, EInvalidItemID,
 // EItemNotFound, ESaleNotStarted, ESaleEnded, ERateLimited, EItemSold,
 // EAlreadyInCart, EUserLimit or EUnavailable.
 func (s *Service) Checkout(ctx context.Context, userID string, itemID int64) (res CheckoutResult, saleID int64, err error) {

@@ -51,7 +51,7 @@ func NewHTTPClient(conns, maxConns int, timeout time.Duration) *http.Client {
 		Timeout: timeout,
 		Transport: &http.Transport{
 			Proxy:               nil, // load goes straight to the target, whatever the environment says
-			DialContext:         (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext,
+			DialContext:         dialer.DialContext,
 			MaxIdleConns:        0, // no global cap: one host
 			MaxIdleConnsPerHost: max(conns, 2),
 			MaxConnsPerHost:     maxConns,
@@ -63,7 +63,8 @@ func NewHTTPClient(conns, maxConns int, timeout time.Duration) *http.Client {
 	}
 }
 
-const dialTimeout = 5 * time.Second
+// dialer opens the connections of both clients.
+var dialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 
 // Client speaks the service's API. Each request goes to the next of its
 // targets, round robin, as a load balancer would send it.
@@ -94,7 +95,6 @@ func NewFastClient(conns, maxConns int, timeout time.Duration, targets ...string
 	if maxConns > 0 {
 		conns = min(conns, maxConns)
 	}
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
 	fc := &fasthttp.Client{
 		Dial:                      func(addr string) (net.Conn, error) { return dialer.Dial("tcp", addr) },
 		MaxConnsPerHost:           max(conns, 2),

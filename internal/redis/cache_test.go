@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -42,6 +43,7 @@ func checkoutBudgetAsRateLimiter(t *testing.T, url, prefix string) {
 		{Rate: 5, Burst: 2}, // a second: 200 ms between checkouts
 	} {
 		t.Run(fmt.Sprintf("%d per %s, burst %d", b.Rate, b.Period, b.Burst), func(t *testing.T) {
+			period := cmp.Or(b.Period, time.Second) // a zero Period is a second, for both
 			cache, err := NewCache(c, CacheOptions{Prefix: prefix, UserCheckouts: b, MeterProvider: metricnoop.NewMeterProvider()})
 			if err != nil {
 				t.Fatal(err)
@@ -64,7 +66,7 @@ func checkoutBudgetAsRateLimiter(t *testing.T, url, prefix string) {
 				default:
 					t.Fatalf("checkout %d: %v", i, err)
 				}
-				w, err := lim.Allow(ctx, user, b.Rate, b.Burst, cmpPeriod(b))
+				w, err := lim.Allow(ctx, user, b.Rate, b.Burst, period)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -80,7 +82,7 @@ func checkoutBudgetAsRateLimiter(t *testing.T, url, prefix string) {
 				}
 			}
 			key := cache.keys(sale.ID).base + "budget:checkout:" + user
-			if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Duration(b.Burst+1)*cmpPeriod(b)/time.Duration(b.Rate)+time.Second {
+			if ttl := rdb.PTTL(ctx, key).Val(); ttl <= 0 || ttl > time.Duration(b.Burst+1)*period/time.Duration(b.Rate)+time.Second {
 				t.Errorf("the budget's key %s expires in %v", key, ttl)
 			}
 			if b.Period >= time.Minute {
@@ -93,11 +95,4 @@ func checkoutBudgetAsRateLimiter(t *testing.T, url, prefix string) {
 			}
 		})
 	}
-}
-
-func cmpPeriod(b Budget) time.Duration {
-	if b.Period == 0 {
-		return time.Second
-	}
-	return b.Period // 0: a second, as Budget says
 }
