@@ -68,6 +68,15 @@ type errorResponse struct {
 	Message string `json:"message"`
 }
 
+// appendJSON writes the response as json.Marshal does, without reflection.
+func (e errorResponse) appendJSON(b []byte) []byte {
+	b = append(b, `{"error":`...)
+	b = appendJSONString(b, e.Error)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, e.Message)
+	return append(b, '}')
+}
+
 // writeError answers err as JSON with the status of its code. The cause is
 // never shown to the client: it is kept on the response for the request log,
 // which logs it for 5xx answers only.
@@ -86,9 +95,29 @@ func writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, r, errorStatus(code), errorResponse{Error: code, Message: flashsale.ErrorMessage(err)})
 }
 
+// Header values shared by every JSON answer. A header's value slice is
+// assigned rather than Set, which would allocate one per answer; nothing
+// modifies a value slice in place.
+var (
+	jsonContentType = []string{"application/json; charset=utf-8"}
+	noStore         = []string{"no-store"}
+	noSniff         = []string{"nosniff"}
+)
+
+// jsonAppender is a response that writes its JSON without reflection.
+type jsonAppender interface {
+	appendJSON(b []byte) []byte
+}
+
 // writeJSON answers v as JSON with the given status.
 func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
-	b, err := json.Marshal(v)
+	var b []byte
+	var err error
+	if a, ok := v.(jsonAppender); ok {
+		b = a.appendJSON(make([]byte, 0, 128))
+	} else {
+		b, err = json.Marshal(v)
+	}
 	if err != nil {
 		if rw, ok := w.(*responseWriter); ok {
 			rw.err = fmt.Errorf("encode %s response: %w", r.Pattern, err)
@@ -97,9 +126,7 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 		b = []byte(`{"error":"internal_error","message":"internal error"}`)
 	}
 	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
+	h["Content-Type"], h["Cache-Control"], h["X-Content-Type-Options"] = jsonContentType, noStore, noSniff
 	w.WriteHeader(status)
 	// A write error means the client went away; there is no one to tell.
 	_, _ = w.Write(append(b, '\n'))
@@ -108,4 +135,19 @@ func writeJSON(w http.ResponseWriter, r *http.Request, status int, v any) {
 // tooLarge is the error of a body over maxBodyBytes.
 func tooLarge() error {
 	return flashsale.Errorf(eTooLarge, "the request body must be at most %d bytes", maxBodyBytes)
+}
+
+// appendJSONString appends s as a JSON string: as it is when it holds only
+// printable ASCII that encoding/json leaves alone (codes, timestamps, most
+// messages), through encoding/json otherwise: the result is json.Marshal's.
+func appendJSONString(b []byte, s string) []byte {
+	for i := range len(s) {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }

@@ -38,8 +38,37 @@ type metrics struct {
 	purchaseFailure  metric.Int64Counter
 	itemsSold        metric.Int64Counter
 
-	requestAttrs sync.Map // requestKey -> requestOpts
-	reasonAttrs  sync.Map // reason -> metric.MeasurementOption
+	requestAttrs optionCache[requestKey, requestOpts]
+	reasonAttrs  optionCache[string, []metric.AddOption]
+}
+
+// optionCache holds measurement options built once per key, for keys from
+// a bounded set. Unlike a sync.Map, a lookup boxes nothing: recording a
+// measurement allocates nothing once its options are built.
+type optionCache[K comparable, V any] struct {
+	mu sync.RWMutex
+	m  map[K]V
+}
+
+// get returns the options of k, built by build the first time.
+func (c *optionCache[K, V]) get(k K, build func(K) V) V {
+	c.mu.RLock()
+	v, ok := c.m[k]
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if v, ok := c.m[k]; ok {
+		return v
+	}
+	if c.m == nil {
+		c.m = map[K]V{}
+	}
+	v = build(k)
+	c.m[k] = v
+	return v
 }
 
 // requestKey identifies the attribute sets of one kind of request. Each
@@ -54,9 +83,11 @@ type requestKey struct {
 }
 
 // requestOpts are the attribute options of one kind of request: the
-// catalog's labels and the semantic-convention attributes.
+// catalog's labels and the semantic-convention attributes, as the slices the
+// instruments take (a slice passed on is not allocated again per call).
 type requestOpts struct {
-	catalog, semconv metric.MeasurementOption
+	catalogRecord, semconvRecord []metric.RecordOption
+	catalogAdd                   []metric.AddOption
 }
 
 // newMetrics creates the instruments on meter.
@@ -112,15 +143,11 @@ func (m *metrics) recordRequest(ctx context.Context, r *http.Request, status int
 	if key.semMethod == methodOther {
 		key.semMethod = "_OTHER"
 	}
-	v, ok := m.requestAttrs.Load(key)
-	if !ok {
-		v, _ = m.requestAttrs.LoadOrStore(key, key.opts())
-	}
-	opts := v.(requestOpts)
+	opts := m.requestAttrs.get(key, requestKey.opts)
 	s := elapsed.Seconds()
-	m.requestDuration.Record(ctx, s, opts.catalog)
-	m.requests.Add(ctx, 1, opts.catalog)
-	m.serverDuration.Float64Histogram.Record(ctx, s, opts.semconv)
+	m.requestDuration.Record(ctx, s, opts.catalogRecord...)
+	m.requests.Add(ctx, 1, opts.catalogAdd...)
+	m.serverDuration.Float64Histogram.Record(ctx, s, opts.semconvRecord...)
 }
 
 // opts builds the attribute sets of k.
@@ -142,21 +169,21 @@ func (k requestKey) opts() requestOpts {
 	if k.route != "" {
 		semconvAttrs = append(semconvAttrs, semconv.HTTPRoute(k.route))
 	}
+	catalog := metric.WithAttributeSet(attribute.NewSet(
+		attribute.String("handler", route),
+		attribute.String("method", k.method),
+		attribute.String("status_code", strconv.Itoa(k.status)),
+	))
 	return requestOpts{
-		catalog: metric.WithAttributeSet(attribute.NewSet(
-			attribute.String("handler", route),
-			attribute.String("method", k.method),
-			attribute.String("status_code", strconv.Itoa(k.status)),
-		)),
-		semconv: metric.WithAttributeSet(attribute.NewSet(semconvAttrs...)),
+		catalogRecord: []metric.RecordOption{catalog},
+		catalogAdd:    []metric.AddOption{catalog},
+		semconvRecord: []metric.RecordOption{metric.WithAttributeSet(attribute.NewSet(semconvAttrs...))},
 	}
 }
 
-// reason returns the attribute option of a failure reason, an error code.
-func (m *metrics) reason(code string) metric.MeasurementOption {
-	if v, ok := m.reasonAttrs.Load(code); ok {
-		return v.(metric.MeasurementOption)
-	}
-	v, _ := m.reasonAttrs.LoadOrStore(code, metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", code))))
-	return v.(metric.MeasurementOption)
+// reason returns the attribute options of a failure reason, an error code.
+func (m *metrics) reason(code string) []metric.AddOption {
+	return m.reasonAttrs.get(code, func(code string) []metric.AddOption {
+		return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", code)))}
+	})
 }

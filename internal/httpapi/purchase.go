@@ -57,7 +57,7 @@ func (s *Server) handlePurchase(w http.ResponseWriter, r *http.Request) {
 	s.metrics.purchaseAttempts.Add(ctx, 1)
 	p, err := s.purchase(ctx, r)
 	if err != nil {
-		s.metrics.purchaseFailure.Add(ctx, 1, s.metrics.reason(flashsale.ErrorCode(err)))
+		s.metrics.purchaseFailure.Add(ctx, 1, s.metrics.reason(flashsale.ErrorCode(err))...)
 		writeError(w, r, err)
 		return
 	}
@@ -65,7 +65,7 @@ func (s *Server) handlePurchase(w http.ResponseWriter, r *http.Request) {
 	if res.TotalPurchased > 0 {
 		s.metrics.purchaseSuccess.Add(ctx, 1)
 	} else {
-		s.metrics.purchaseFailure.Add(ctx, 1, s.metrics.reason(reasonNothingAvailable))
+		s.metrics.purchaseFailure.Add(ctx, 1, s.metrics.reason(reasonNothingAvailable)...)
 	}
 	if !p.Replay && res.TotalPurchased > 0 {
 		s.metrics.itemsSold.Add(ctx, int64(res.TotalPurchased))

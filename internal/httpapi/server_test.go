@@ -428,3 +428,28 @@ func TestOverTheNetwork(t *testing.T) {
 		}
 	}
 }
+
+// TestResponsesWithoutReflection checks that the responses written without
+// reflection are byte for byte what encoding/json writes, for strings that
+// need no escaping and for every kind that does.
+func TestResponsesWithoutReflection(t *testing.T) {
+	for _, s := range []string{
+		"", "AAAAAGlRqYAbc-_xyz0123456789ABCDEF", "2026-12-04T22:00:00Z", "item_sold",
+		`say "hi"`, `back\slash`, "tab\there", "new\nline", "\x00\x1f\x7f", "<script>&amp;</script>",
+		"héllo wörld", "\u2028\u2029", "bad utf-8 \xff\xfe", "emoji 🛒",
+	} {
+		for _, v := range []jsonAppender{
+			checkoutResponse{Code: s, ItemsCount: 7, SaleEndsAt: s},
+			checkoutResponse{Code: s, ItemsCount: -1},
+			errorResponse{Error: s, Message: s},
+		} {
+			want, err := json.Marshal(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := v.appendJSON(nil); string(got) != string(want) {
+				t.Errorf("%#v:\n got %s\nwant %s", v, got, want)
+			}
+		}
+	}
+}
