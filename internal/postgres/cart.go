@@ -156,7 +156,7 @@ var (
 INSERT INTO carts (code, sale_id, user_id)
 SELECT CASE WHEN EXISTS (SELECT 1 FROM carts x WHERE x.code = t.c) THEN t.n ELSE t.c END, t.s, t.u
 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS t(c, n, s, u)
-ORDER BY t.s, t.u
+ORDER BY t.s, t.u COLLATE "C"
 ON CONFLICT (sale_id, user_id) WHERE state = 'open' DO UPDATE SET state = carts.state
 RETURNING code, sale_id, user_id, item_ids,
     (SELECT items_bought FROM user_sale_counts b WHERE b.sale_id = carts.sale_id AND b.user_id = carts.user_id)`)

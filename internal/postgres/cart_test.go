@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/flashsale/flashsale/internal/flashsale"
+	"github.com/flashsale/flashsale/internal/testenv"
 )
 
 func TestCheckoutOpensAndFillsOneCart(t *testing.T) {
@@ -88,7 +89,54 @@ func TestCheckoutAfterPurchaseOpensNewCart(t *testing.T) {
 // is in that cart's result, and every other acknowledged item is in a cart
 // opened after it.
 func TestCheckoutRacesPurchase(t *testing.T) {
-	s := mustStores(t, "")
+	raceCheckoutsAndPurchases(t, mustStores(t, ""))
+}
+
+// TestIdentifiersCollateC migrates a database created with a libc locale,
+// as the official image's and most managed servers' are: user ids and codes
+// still compare byte by byte (migration 00004), and checkouts racing
+// purchases, whose statements lock carts in (sale, user) order, lose nothing.
+func TestIdentifiersCollateC(t *testing.T) {
+	s := mustStores(t, testenv.MustLocaleDatabase(t, "C.UTF-8"))
+	ctx := context.Background()
+	if err := s.db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.count(t, `SELECT count(*) FROM pg_database WHERE datname = current_database() AND datcollate = 'C.UTF-8'`); got != 1 {
+		t.Fatal("the database's collation is not C.UTF-8")
+	}
+	rows, err := s.sql.QueryContext(ctx, `
+SELECT c.relname || '.' || a.attname, coalesce(co.collname, '')
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid AND c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace
+LEFT JOIN pg_collation co ON co.oid = a.attcollation
+WHERE a.atttypid = 'text'::regtype AND a.attnum > 0 AND NOT a.attisdropped
+  AND (a.attname LIKE '%user_id' OR a.attname LIKE '%code')`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var column, collation string
+		if err := rows.Scan(&column, &collation); err != nil {
+			t.Fatal(err)
+		}
+		n++
+		if collation != "C" {
+			t.Errorf("%s collates with %q, want C", column, collation)
+		}
+	}
+	if err := rows.Err(); err != nil || n < 8 {
+		t.Fatalf("%d identifier columns checked (%v)", n, err)
+	}
+	raceCheckoutsAndPurchases(t, s)
+}
+
+// raceCheckoutsAndPurchases has users check out more items while their
+// first cart is being purchased: every acknowledged item is in its cart's
+// purchase or in a new open cart.
+func raceCheckoutsAndPurchases(t *testing.T, s *stores) {
 	const users, items = 20, 6
 	sale := s.mustSale(t, users*items, items)
 	ctx := context.Background()

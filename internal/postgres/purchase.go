@@ -116,7 +116,7 @@ func (s *PurchaseStore) sell(ctx context.Context, reqs []*purchaseReq) ([]purcha
 var (
 	qBatchLockCarts = newQuery("select", "carts", `
 SELECT code, sale_id, user_id, item_ids, state = 'purchased' FROM carts
-WHERE code = ANY($1::text[]) ORDER BY sale_id, user_id, code FOR UPDATE`)
+WHERE code = ANY($1::text[]) ORDER BY sale_id, user_id COLLATE "C", code COLLATE "C" FOR UPDATE`)
 	qBatchSaleWindows = newQuery("select", "sales", `
 SELECT id, now() >= started_at, now() < ended_at, user_item_limit FROM sales WHERE id = ANY($1::bigint[])`)
 	qBatchResults = newQuery("select", "carts", `
@@ -130,7 +130,7 @@ WHERE c.code = ANY($1::text[])
 ORDER BY c.code, t.n`)
 	qBatchLockUsers = newQuery("insert", "user_sale_counts", `
 INSERT INTO user_sale_counts (sale_id, user_id, item_limit)
-SELECT s, u, l FROM unnest($1::bigint[], $2::text[], $3::integer[]) AS t(s, u, l) ORDER BY s, u
+SELECT s, u, l FROM unnest($1::bigint[], $2::text[], $3::integer[]) AS t(s, u, l) ORDER BY s, u COLLATE "C"
 ON CONFLICT (sale_id, user_id) DO UPDATE SET items_bought = user_sale_counts.items_bought
 RETURNING sale_id, user_id, items_bought, item_limit`)
 	qBatchLockItems = newQuery("select", "items", `

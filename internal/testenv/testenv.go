@@ -101,13 +101,27 @@ func MustDatabase(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("template database: %v", err)
 	}
+	return mustCreateDatabase(tb, adminURL, "TEMPLATE "+tmpl)
+}
+
+// MustLocaleDatabase returns the URL of a fresh, empty (not migrated)
+// database created with the given locale, as a server initialised with it
+// would create it; it is dropped when the test ends.
+func MustLocaleDatabase(tb testing.TB, locale string) string {
+	tb.Helper()
+	adminURL := require(tb, "FLASHSALE_TEST_DATABASE_URL")
+	return mustCreateDatabase(tb, adminURL, "TEMPLATE template0 LOCALE '"+locale+"'")
+}
+
+func mustCreateDatabase(tb testing.TB, adminURL, options string) string {
+	tb.Helper()
 	admin, err := sql.Open("pgx", adminURL)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	name := "flashsale_test_" + RandomID()
 	ctx := context.Background()
-	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" TEMPLATE "+tmpl); err != nil {
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" "+options); err != nil {
 		admin.Close()
 		tb.Fatalf("create test database: %v", err)
 	}
