@@ -629,7 +629,7 @@ func (s *benchSummary) resources(b1, b3 rounds) {
 		s.p("Service memory during the flash crowds of benchmark 3 (VmRSS sampled every 100 ms; VmHWM is " +
 			"the kernel's peak since the start):")
 		s.p("")
-		s.table("run", "RSS before the load MB", "peak sampled RSS MB", "VmHWM MB")
+		s.table("run", "RSS before the load MiB", "peak sampled RSS MiB", "VmHWM MiB")
 		var pk, hw []float64
 		for _, r := range fl {
 			pk, hw = append(pk, r.RSS.MaxSampledKB/1024), append(hw, r.RSS.HWMKB/1024)
